@@ -1,0 +1,168 @@
+"""JSONL training data: pretraining text and chat conversations, tokenized once, padded per batch.
+
+- `{"text": "..."}` lines -> PretrainDataset: <|im_start|> text <|im_end|>, every token is a target.
+- `{"conversations": [{"role", "content"}, ...]}` lines -> SFTDataset: rendered with the tokenizer's chat
+  template; only assistant replies and their closing <|im_end|> are targets.
+Files are checked line by line first, so a bad line is reported with its number instead of a parser trace.
+"""
+import json
+from pathlib import Path
+from typing import Optional
+
+import torch
+from datasets import load_dataset
+from datasets.utils.logging import disable_progress_bar
+
+from model.checkpoint import PebbleError
+
+IGNORE_INDEX = -100
+ROLES = ("system", "user", "assistant")
+
+disable_progress_bar()  # the trainers draw their own bar; datasets' per-step bars are noise
+
+
+def check_line(obj, kind: str) -> Optional[str]:
+    """Describe what is wrong with one parsed JSONL record of the given kind, or None if it is usable."""
+    if not isinstance(obj, dict):
+        return f"expected a JSON object, got {type(obj).__name__}"
+    if kind == "text":
+        if "text" not in obj:
+            return 'missing the "text" field'
+        if not isinstance(obj["text"], str) or not obj["text"].strip():
+            return '"text" must be a non-empty string'
+        return None
+    conv = obj.get("conversations")
+    if conv is None:
+        return 'missing the "conversations" field'
+    if not isinstance(conv, list) or not conv:
+        return '"conversations" must be a non-empty list of {"role", "content"} objects'
+    for i, turn in enumerate(conv):
+        if not isinstance(turn, dict) or not isinstance(turn.get("role"), str) or "content" not in turn:
+            return f'turn {i} must be an object with "role" and "content"'
+        if turn["role"] not in ROLES:
+            return f"turn {i} has unknown role {turn['role']!r} (expected one of {', '.join(ROLES)})"
+        if not isinstance(turn["content"], str) or not turn["content"].strip():
+            return f"turn {i} ({turn['role']}) has empty or non-string content"
+    if not any(t["role"] == "assistant" for t in conv):
+        return "the conversation has no assistant turn, so there is nothing to learn from it"
+    return None
+
+
+def validate_jsonl(path: Path, kind: str) -> int:
+    """Check every line of a JSONL file; raise PebbleError naming the first bad line. Returns the record count."""
+    if not path.is_file():
+        raise PebbleError(f"{path} does not exist; pass an existing JSONL file with --data_path")
+    count = 0
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise PebbleError(f"{path}:{n}: the line is not valid UTF-8; re-save the file as UTF-8") from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise PebbleError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
+            problem = check_line(obj, kind)
+            if problem:
+                raise PebbleError(f"{path}:{n}: {problem}")
+            count += 1
+    if count == 0:
+        raise PebbleError(f"{path} holds no records; it must have one JSON object per line")
+    return count
+
+
+def assistant_labels(ids: list[int], start: list[int], end_id: int) -> list[int]:
+    """Labels for one tokenized conversation: the tokens after each `start` marker up to and including
+    the next end_id; everything else IGNORE_INDEX."""
+    labels = [IGNORE_INDEX] * len(ids)
+    i, n = 0, len(start)
+    while i + n <= len(ids):
+        if ids[i:i + n] == start:
+            j = i + n
+            while j < len(ids) and ids[j] != end_id:
+                labels[j] = ids[j]
+                j += 1
+            if j < len(ids):
+                labels[j] = end_id
+            i = j + 1
+        else:
+            i += 1
+    return labels
+
+
+class TokenizedJsonl(torch.utils.data.Dataset):
+    """A JSONL file loaded with `datasets` and tokenized once (cached on disk by `datasets`)."""
+
+    kind = ""
+
+    def __init__(self, data_path, tokenizer, max_seq_len: int = 340):
+        self.path = Path(data_path)
+        self.max_seq_len = max_seq_len
+        validate_jsonl(self.path, self.kind)
+        raw = load_dataset("json", data_files=str(self.path), split="train")
+        columns = [c for c in raw.column_names]
+        self.data = raw.map(self.tokenize, batched=True, remove_columns=columns, fn_kwargs={"tokenizer": tokenizer})
+        self.data.set_format("python")
+        lengths = self.data["length"]
+        self.num_truncated = sum(n > max_seq_len for n in lengths)
+        self.lengths = [min(n, max_seq_len) for n in lengths]
+
+    def tokenize(self, batch: dict, tokenizer) -> dict:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> dict:
+        row = self.data[i]
+        n = self.max_seq_len
+        return {"input_ids": row["input_ids"][:n], "labels": row["labels"][:n]}
+
+
+class PretrainDataset(TokenizedJsonl):
+    """{"text"} lines -> bos + tokens + eos; every token is a target."""
+
+    kind = "text"
+
+    def tokenize(self, batch: dict, tokenizer) -> dict:
+        ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
+        ids = [[tokenizer.bos_token_id] + x + [tokenizer.eos_token_id] for x in ids]
+        return {"input_ids": ids, "labels": ids, "length": [len(x) for x in ids]}
+
+
+class SFTDataset(TokenizedJsonl):
+    """{"conversations"} lines -> chat-template tokens; targets are the assistant replies only."""
+
+    kind = "conversations"
+
+    def tokenize(self, batch: dict, tokenizer) -> dict:
+        texts = [tokenizer.apply_chat_template(conv, tokenize=False) for conv in batch["conversations"]]
+        ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        start = tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+        labels = [assistant_labels(x, start, tokenizer.eos_token_id) for x in ids]
+        return {"input_ids": ids, "labels": labels, "length": [len(x) for x in ids]}
+
+
+class PadCollator:
+    """Pad a list of samples to the longest one in the batch (never to max_seq_len)."""
+
+    def __init__(self, pad_id: int = 0, max_seq_len: Optional[int] = None):
+        self.pad_id = pad_id
+        self.max_seq_len = max_seq_len
+
+    def __call__(self, samples: list[dict]) -> dict[str, torch.Tensor]:
+        n = max(len(s["input_ids"]) for s in samples)
+        if self.max_seq_len:
+            n = min(n, self.max_seq_len)
+        ids = torch.full((len(samples), n), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(samples), n), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(samples), n), dtype=torch.long)
+        for i, s in enumerate(samples):
+            k = min(len(s["input_ids"]), n)
+            ids[i, :k] = torch.tensor(s["input_ids"][:k])
+            labels[i, :k] = torch.tensor(s["labels"][:k])
+            mask[i, :k] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}

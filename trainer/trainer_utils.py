@@ -1,0 +1,381 @@
+"""What every training stage shares: the config, the device/dtype choice, the data order, the LR schedule,
+checkpoints that resume exactly, and the training loop itself.
+
+A stage script builds a model and a dataset, then calls `train(...)` with a function that writes its
+artifact (full weights, or only an adapter). Runs under `torchrun` as DistributedDataParallel.
+"""
+import argparse
+import contextlib
+import dataclasses
+import functools
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from dataset.lm_dataset import PadCollator
+from model.checkpoint import (PebbleError, load_model, load_tensors, repo_path, save_model, save_tensors,
+                              weight_path)
+from model.model_pebble import PebbleConfig, PebbleForCausalLM
+
+
+@dataclass
+class TrainConfig:
+    """Options shared by the training stages; each field is also a command-line flag of the same name."""
+
+    save_dir: str = "out"  # where weights, checkpoints and logs go
+    save_weight: str = "pretrain"  # artifact name: out/{save_weight}_{hidden_size}.safetensors
+    epochs: int = 1
+    batch_size: int = 32  # samples per step per process
+    learning_rate: float = 5e-4  # peak LR, reached after warmup, then cosine decay to lr_min_ratio * peak
+    lr_min_ratio: float = 0.1
+    warmup_ratio: float = 0.03  # share of all optimizer steps spent warming up
+    weight_decay: float = 0.0
+    device: str = "auto"  # auto: cuda if available, else cpu
+    dtype: str = "auto"  # auto|bfloat16|float16|float32; auto measures whether bf16 matmuls are faster here
+    accumulation_steps: int = 1  # micro-batches per optimizer step
+    grad_clip: float = 1.0
+    log_interval: int = 10  # optimizer steps between log lines
+    save_interval: int = 200  # optimizer steps between checkpoints
+    hidden_size: int = 256
+    num_hidden_layers: int = 8
+    max_seq_len: int = 340  # longer samples are truncated (and counted)
+    data_path: str = "dataset/pretrain_demo.jsonl"
+    tokenizer_path: str = "model"
+    from_weight: str = "none"  # start from out/{from_weight}_{hidden_size}.*, or "none" for random init
+    from_resume: int = 0  # 1: continue from the last checkpoint of this run
+    max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs); for smoke tests
+    seed: int = 42
+    num_workers: int = 0
+
+    def validate(self) -> None:
+        """Reject values no run can use, with the flag's name."""
+        for name in ("epochs", "batch_size", "accumulation_steps", "max_seq_len", "log_interval", "save_interval"):
+            if getattr(self, name) <= 0:
+                raise PebbleError(f"--{name} must be positive, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise PebbleError(f"--learning_rate must be positive, got {self.learning_rate}")
+        if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
+            raise PebbleError(f"--dtype must be auto, bfloat16, float16 or float32, got {self.dtype!r}")
+
+
+def parse_config(cls: type, description: str, **defaults) -> "TrainConfig":
+    """Map the dataclass fields of cls onto argparse flags (with per-stage defaults) and parse argv."""
+    parser = argparse.ArgumentParser(description=description)
+    for f in dataclasses.fields(cls):
+        default = defaults.get(f.name, f.default)
+        parser.add_argument(f"--{f.name}", type=type(f.default), default=default,
+                            help=f.metadata.get("help", f"(default: {default})"))
+    cfg = cls(**vars(parser.parse_args()))
+    cfg.validate()
+    return cfg
+
+
+def run_cli(main: Callable[[], None]) -> None:
+    """Run a script's main; a user's mistake (PebbleError) ends as one line on stderr and exit code 1."""
+    try:
+        main()
+    except PebbleError as e:
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted")
+
+
+# ---------------------------------------------------------------- device, precision, processes
+
+def is_main_process() -> bool:
+    """True on rank 0 (or when not distributed): only it prints and writes files."""
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def setup_distributed(device: str) -> tuple[int, int, str]:
+    """Join the torchrun process group if launched by torchrun -> (rank, world_size, device)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, device
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    rank, local = dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    return rank, world, device
+
+
+@functools.lru_cache(maxsize=None)
+def bf16_is_faster(device: str) -> bool:
+    """Time a bf16 and an fp32 matmul here: CPUs without native bf16 emulate it and are slower."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    a32 = torch.randn(512, 512)
+    timings = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a = a32.to(dtype)
+        for _ in range(3):
+            a @ a
+        t = time.perf_counter()
+        for _ in range(10):
+            a @ a
+        timings[dtype] = time.perf_counter() - t
+    return timings[torch.bfloat16] * 1.2 < timings[torch.float32]
+
+
+def resolve_dtype(name: str, device: str) -> torch.dtype:
+    """The autocast dtype for --dtype (auto: bf16 where it measures faster, else fp32)."""
+    if name == "auto":
+        return torch.bfloat16 if bf16_is_faster(device) else torch.float32
+    return getattr(torch, name)
+
+
+def autocast(device: str, dtype: torch.dtype):
+    """Mixed-precision context for the forward pass (a no-op for fp32)."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
+
+
+# ---------------------------------------------------------------- data order and schedule
+
+def epoch_batches(n: int, batch: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[list[int]]:
+    """This process's batches for one epoch: a seeded permutation cut into global batches of batch * world
+    (the incomplete last one dropped), of which rank takes its slice. Deterministic, so a resumed run
+    sees the same order and one process with batch B*W sees what W processes with batch B see together."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+    step = batch * world
+    return [perm[start + rank * batch: start + (rank + 1) * batch] for start in range(0, n - step + 1, step)]
+
+
+def lr_at(step: int, total: int, peak: float, warmup_ratio: float, min_ratio: float) -> float:
+    """Linear warmup to peak, then cosine decay to min_ratio * peak at the last step."""
+    warmup = max(1, int(total * warmup_ratio))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters that training changes (all of them for full training, only adapters for LoRA)."""
+    return {k: p.detach() for k, p in model.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(path: Path, model, optimizer, progress: dict) -> None:
+    """Write trainable weights, optimizer state and progress to one safetensors file (no pickle)."""
+    tensors = {f"model.{k}": v for k, v in trainable_state(model).items()}
+    opt = optimizer.state_dict()
+    for idx, state in opt["state"].items():
+        for key, value in state.items():
+            tensors[f"optim.{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    save_tensors(tensors, path, {"format": "pebble-checkpoint", "progress": progress,
+                                 "param_groups": opt["param_groups"]})
+
+
+def load_checkpoint(path: Path, model, optimizer) -> dict:
+    """Restore what save_checkpoint wrote into model and optimizer; returns the saved progress."""
+    tensors, meta = load_tensors(path)
+    if meta.get("format") != "pebble-checkpoint":
+        raise PebbleError(f"{path} is not a Pebble training checkpoint")
+    params = dict(model.named_parameters())
+    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    if set(weights) != set(trainable_state(model)):
+        raise PebbleError(f"{path} was saved by a different run (other model or adapter layout); "
+                          "start without --from_resume 1")
+    with torch.no_grad():
+        for k, v in weights.items():
+            params[k].copy_(v)
+    state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, idx, key = k.split(".", 2)
+            state.setdefault(int(idx), {})[key] = v
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return meta["progress"]
+
+
+# ---------------------------------------------------------------- the loop
+
+class MetricsLog:
+    """Append-only JSONL of training metrics (one object per logged step); rank 0 writes."""
+
+    def __init__(self, path: Path, fresh: bool):
+        self.path = path
+        if fresh and is_main_process() and path.exists():
+            path.unlink()
+
+    def write(self, record: dict) -> None:
+        if is_main_process():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+
+def train(
+    model: torch.nn.Module,
+    dataset,
+    cfg: TrainConfig,
+    save_artifact: Callable[[torch.nn.Module], None],
+    run_name: str,
+    rank: int = 0,
+    world: int = 1,
+    device: str = "cpu",
+) -> dict:
+    """Train model on dataset as cfg says, checkpointing to out/checkpoints/{run_name}.safetensors.
+
+    Returns a summary (steps, final loss, tokens/s). save_artifact(model) writes the stage's output at
+    every checkpoint and at the end; only rank 0 calls it.
+    """
+    torch.manual_seed(cfg.seed)
+    save_dir = Path(cfg.save_dir)
+    ckpt_path = save_dir / "checkpoints" / f"{run_name}.safetensors"
+    dtype = resolve_dtype(cfg.dtype, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16 and device.startswith("cuda"))
+    net = DistributedDataParallel(model) if world > 1 else model
+    collate = PadCollator(pad_id=0, max_seq_len=cfg.max_seq_len)
+
+    per_epoch = len(epoch_batches(len(dataset), cfg.batch_size, cfg.seed, 0, rank, world)) // cfg.accumulation_steps
+    total = per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    if total == 0:
+        raise PebbleError(f"{cfg.data_path} has {len(dataset)} samples: too few for one step of "
+                          f"batch_size {cfg.batch_size} x accumulation_steps {cfg.accumulation_steps}")
+    start = 0
+    if cfg.from_resume:
+        if ckpt_path.is_file():
+            start = load_checkpoint(ckpt_path, model, optimizer)["step"]
+            if is_main_process():
+                print(f"resumed from {ckpt_path} at step {start}/{total}")
+        elif is_main_process():
+            print(f"no checkpoint at {ckpt_path}; starting from step 0")
+    log = MetricsLog(save_dir / f"{run_name}.log.jsonl", fresh=start == 0)
+
+    def checkpoint(step: int) -> None:
+        if is_main_process():
+            save_checkpoint(ckpt_path, model, optimizer, {"step": step, "total": total})
+            save_artifact(model)
+        if world > 1:
+            dist.barrier()
+
+    model.train()
+    bar = tqdm(total=total, initial=start, disable=not is_main_process(), dynamic_ncols=True, desc=run_name)
+    tokens, t0, loss_sum, loss_n, last = 0, time.perf_counter(), 0.0, 0, {}
+    batches_epoch, batches = -1, []
+    for step in range(start, total):
+        epoch, in_epoch = divmod(step, per_epoch)
+        if epoch != batches_epoch:
+            batches_epoch, batches = epoch, epoch_batches(len(dataset), cfg.batch_size, cfg.seed, epoch, rank, world)
+        lr = lr_at(step, total, cfg.learning_rate, cfg.warmup_ratio, cfg.lr_min_ratio)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(cfg.seed * 100003 + step)  # dropout masks depend only on the step: resumable
+        for micro in range(cfg.accumulation_steps):
+            batch = collate([dataset[i] for i in batches[in_epoch * cfg.accumulation_steps + micro]])
+            ids, labels = batch["input_ids"].to(device), batch["labels"].to(device)
+            sync = micro == cfg.accumulation_steps - 1 or world == 1
+            with (contextlib.nullcontext() if sync else net.no_sync()), autocast(device, dtype):
+                # Right padding under a causal mask never reaches real tokens, so no attention mask is needed.
+                loss = net(ids, labels=labels, loss_only=True).loss
+            if not torch.isfinite(loss):
+                raise PebbleError(f"the loss became {loss.item()} at step {step}; lower --learning_rate. "
+                                  f"The last good checkpoint is {ckpt_path}")
+            scaler.scale(loss / cfg.accumulation_steps).backward()
+            tokens += int(batch["attention_mask"].sum()) * world
+            loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip) if cfg.grad_clip > 0 else torch.tensor(0.0)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        bar.update(1)
+        done = step + 1
+        if done % cfg.log_interval == 0 or done == total:
+            elapsed = time.perf_counter() - t0
+            last = {"step": done, "epoch": epoch, "loss": round(loss_sum / loss_n, 4), "lr": lr,
+                    "grad_norm": round(float(grad_norm), 4), "tokens_per_s": round(tokens / elapsed, 1),
+                    "elapsed_s": round(elapsed, 1)}
+            log.write(last)
+            bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{last['tokens_per_s']:.0f}")
+            loss_sum, loss_n = 0.0, 0
+        if done % cfg.save_interval == 0 and done < total:
+            checkpoint(done)
+    bar.close()
+    checkpoint(total)
+    return {"steps": total, "dtype": str(dtype).replace("torch.", ""), **last}
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(total, trainable) parameter counts, counting tied weights once."""
+    params = {id(p): p for p in model.parameters()}.values()
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+
+
+
+# ---------------------------------------------------------------- one stage, start to end
+
+def load_tokenizer(path: str):
+    """AutoTokenizer from a directory (ours or MiniMind's), with a clear error if it is not one."""
+    from transformers import AutoTokenizer
+
+    directory = repo_path(path)
+    if not (directory / "tokenizer.json").is_file() and not (directory / "tokenizer_config.json").is_file():
+        raise PebbleError(f"{directory} holds no tokenizer.json; pass --tokenizer_path DIR or run "
+                          "python trainer/train_tokenizer.py")
+    return AutoTokenizer.from_pretrained(str(directory))
+
+
+def init_model(cfg: TrainConfig, tokenizer) -> PebbleForCausalLM:
+    """The model to train: out/{from_weight}_{hidden}.* if given, else a fresh one sized by the flags."""
+    if cfg.from_weight != "none":
+        model = load_model(weight_path(cfg.save_dir, cfg.from_weight, cfg.hidden_size))
+    else:
+        model = PebbleForCausalLM(PebbleConfig(hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_hidden_layers,
+                                               vocab_size=len(tokenizer)))
+    if len(tokenizer) > model.config.vocab_size:
+        raise PebbleError(f"the tokenizer in {cfg.tokenizer_path} has {len(tokenizer)} tokens but the model only "
+                          f"{model.config.vocab_size}; use the tokenizer the model was trained with")
+    return model
+
+
+def run_stage(cfg: TrainConfig, dataset_cls: type) -> None:
+    """Pretraining or full SFT: every weight trains; writes out/{save_weight}_{hidden}.safetensors."""
+    # 1. processes, device, tokenizer, data
+    rank, world, device = setup_distributed(cfg.device)
+    cfg.save_dir = str(repo_path(cfg.save_dir))
+    tokenizer = load_tokenizer(cfg.tokenizer_path)
+    data = dataset_cls(repo_path(cfg.data_path), tokenizer, cfg.max_seq_len)
+    # 2. model
+    model = init_model(cfg, tokenizer).to(device)
+    total, _ = count_parameters(model)
+    out_path = Path(cfg.save_dir) / f"{cfg.save_weight}_{model.config.hidden_size}.safetensors"
+    if is_main_process():
+        print(f"{len(data)} samples from {cfg.data_path} ({data.num_truncated} truncated to {cfg.max_seq_len} tokens)")
+        print(f"model: {total / 1e6:.2f}M parameters, hidden {model.config.hidden_size}, "
+              f"{model.config.num_hidden_layers} layers; dtype {resolve_dtype(cfg.dtype, device)}; {world} process(es)")
+    # 3. train, saving the artifact at every checkpoint
+    save = functools.partial(_save_full, path=out_path, data_path=cfg.data_path)
+    summary = train(model, data, cfg, save, f"{cfg.save_weight}_{model.config.hidden_size}", rank, world, device)
+    if is_main_process():
+        print(f"wrote {out_path} after {summary['steps']} steps (last loss {summary.get('loss')})")
+    if world > 1:
+        dist.destroy_process_group()
+
+
+def _save_full(model: PebbleForCausalLM, path: Path, data_path: str) -> None:
+    save_model(model, path, dtype=torch.float16, data=os.path.basename(data_path))
