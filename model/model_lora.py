@@ -1,0 +1,357 @@
+"""LoRA adapters as explicit modules: attach, train, save, load (ours and MiniMind's), switch, merge.
+
+A LoRALinear is an nn.Linear (its base weight keeps the key `...q_proj.weight`, so base checkpoints load
+unchanged) holding any number of named low-rank adapters:
+
+    y = W x + sum over active adapters a of  weight_a * (alpha_a / r_a) * B_a (A_a x)
+
+Adapter files hold one adapter under MiniMind's key names (`{module}.lora.A.weight` [r, in],
+`{module}.lora.B.weight` [out, r]) plus metadata (rank, alpha, targets, base config and fingerprint).
+"""
+import contextlib
+import math
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.checkpoint import PebbleError, PathLike, fingerprint, load_tensors, save_model, save_tensors
+
+ActiveSpec = Union[None, str, dict[str, float]]  # none, one adapter, or adapters with mixing weights
+
+
+class LoRAAdapter(nn.Module):
+    """One low-rank update B A with its scale alpha / r; A starts random, B at zero (so it starts as a no-op)."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int, alpha: float, dropout: float = 0.0):
+        super().__init__()
+        if rank <= 0:
+            raise ValueError(f"LoRA rank must be positive, got {rank}")
+        self.rank, self.alpha = rank, alpha
+        self.scale = alpha / rank
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.A = nn.Linear(in_features, rank, bias=False)  # weight (r, in)
+        self.B = nn.Linear(rank, out_features, bias=False)  # weight (out, r)
+        nn.init.kaiming_uniform_(self.A.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.B.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.B(self.A(self.dropout(x))) * self.scale
+
+    def delta_weight(self) -> torch.Tensor:
+        """(alpha / r) B A in float32, shaped like the base weight (out, in)."""
+        return (self.B.weight.float() @ self.A.weight.float()) * self.scale
+
+    def extra_repr(self) -> str:
+        return f"rank={self.rank}, alpha={self.alpha:g}"
+
+
+class LoRALinear(nn.Linear):
+    """nn.Linear plus named adapters, of which a weighted subset is active."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False, device=None, dtype=None):
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        self.lora = nn.ModuleDict()
+        self.active: dict[str, float] = {}
+        self._base_weight: Optional[torch.Tensor] = None  # the weight before merge_lora, for an exact unmerge
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> "LoRALinear":
+        """Wrap an existing layer, sharing (not copying) its weight and bias."""
+        new = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, device="meta")
+        new.weight = linear.weight
+        new.bias = linear.bias
+        return new
+
+    def add_adapter(self, name: str, rank: int, alpha: float, dropout: float = 0.0) -> LoRAAdapter:
+        """Create adapter `name` on this layer (on the base weight's device, in float32)."""
+        adapter = LoRAAdapter(self.in_features, self.out_features, rank, alpha, dropout).to(self.weight.device)
+        self.lora[name] = adapter
+        return adapter
+
+    @property
+    def merged(self) -> bool:
+        return self._base_weight is not None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.linear(x, self.weight, self.bias)
+        if self.merged:
+            return y
+        for name, w in self.active.items():
+            y = y + self.lora[name](x) * w
+        return y
+
+    def merge(self) -> None:
+        """Fold the active adapters into the weight (in float32); idempotent."""
+        if self.merged or not self.active:
+            return
+        self._base_weight = self.weight.data.clone()
+        delta = sum(self.lora[n].delta_weight() * w for n, w in self.active.items())
+        self.weight.data = (self.weight.data.float() + delta).to(self.weight.dtype)
+
+    def unmerge(self) -> None:
+        """Restore the exact weight from before merge()."""
+        if self.merged:
+            self.weight.data = self._base_weight
+            self._base_weight = None
+
+    def extra_repr(self) -> str:
+        active = ", ".join(f"{n}*{w:g}" for n, w in self.active.items()) or "none"
+        return f"{super().extra_repr()}, active={active}{', merged' if self.merged else ''}"
+
+
+# ---------------------------------------------------------------- attaching adapters
+
+def lora_layers(model: nn.Module) -> Iterator[tuple[str, LoRALinear]]:
+    """(module path, layer) for every LoRALinear in the model."""
+    for path, module in model.named_modules():
+        if isinstance(module, LoRALinear):
+            yield path, module
+
+
+def find_targets(model: nn.Module, targets: Union[str, list[str]]) -> list[str]:
+    """Module paths to adapt: "square" means every nn.Linear with in == out features (MiniMind's rule),
+    otherwise a list (or comma-separated string) of module names such as q_proj,v_proj."""
+    linears = {p: m for p, m in model.named_modules()
+               if isinstance(m, nn.Linear) and ".lora." not in p and p != "lm_head"}
+    if targets == "square":
+        found = [p for p, m in linears.items() if m.in_features == m.out_features]
+        if not found:
+            raise PebbleError("no square linear layer in this model; name the targets, e.g. q_proj,v_proj")
+        return found
+    names = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else list(targets)
+    found = []
+    for name in names:
+        matches = [p for p in linears if p.split(".")[-1] == name]
+        if not matches:
+            have = sorted({p.split(".")[-1] for p in linears})
+            raise PebbleError(f"LoRA target {name!r} matches no linear layer; choose from {', '.join(have)}")
+        found += matches
+    return sorted(set(found), key=list(linears).index)
+
+
+def wrap_layer(model: nn.Module, path: str) -> LoRALinear:
+    """Replace the nn.Linear at path by a LoRALinear sharing its weight (no-op if already wrapped)."""
+    parent_path, _, child = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    layer = getattr(parent, child)
+    if not isinstance(layer, LoRALinear):
+        layer = LoRALinear.from_linear(layer)
+        setattr(parent, child, layer)
+    return layer
+
+
+def apply_lora(
+    model: nn.Module,
+    rank: int = 8,
+    alpha: Optional[float] = None,
+    dropout: float = 0.0,
+    targets: Union[str, list[str]] = "square",
+    name: str = "default",
+    verbose: bool = True,
+) -> nn.Module:
+    """Attach adapter `name` to the target layers, make it active and the only trainable weights.
+
+    alpha defaults to rank (scale 1, as MiniMind's adapters). Prints total, LoRA and trainable counts.
+    """
+    alpha = float(rank if alpha is None else alpha)
+    for path in find_targets(model, targets):
+        layer = wrap_layer(model, path)
+        if name in layer.lora:
+            raise PebbleError(f"an adapter named {name!r} is already attached to {path}")
+        layer.add_adapter(name, rank, alpha, dropout)
+    set_active_lora(model, name)
+    mark_only_lora_trainable(model, name)
+    if verbose:
+        print(lora_summary(model, name))
+    return model
+
+
+def mark_only_lora_trainable(model: nn.Module, name: str) -> None:
+    """Freeze every parameter except those of adapter `name`."""
+    for path, p in model.named_parameters():
+        p.requires_grad = f".lora.{name}." in path
+
+
+def lora_parameters(model: nn.Module, name: str) -> dict[str, nn.Parameter]:
+    """Parameters of adapter `name`, keyed by their path in the model."""
+    return {p: t for p, t in model.named_parameters() if f".lora.{name}." in p}
+
+
+def lora_summary(model: nn.Module, name: str) -> str:
+    """One line: total, LoRA and trainable parameter counts with shares."""
+    params = {id(p): p for p in model.parameters()}.values()
+    total = sum(p.numel() for p in params)
+    lora = sum(p.numel() for p in lora_parameters(model, name).values())
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    base = total - sum(p.numel() for _, m in lora_layers(model) for p in m.lora.parameters())
+    return (f"LoRA '{name}': {lora:,} parameters = {100 * lora / base:.2f}% of the {base:,}-parameter base; "
+            f"trainable {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
+
+
+# ---------------------------------------------------------------- switching and combining
+
+def adapter_names(model: nn.Module) -> list[str]:
+    """Names of the adapters attached to the model, in the order they were added."""
+    names: list[str] = []
+    for _, layer in lora_layers(model):
+        names += [n for n in layer.lora if n not in names]
+    return names
+
+
+def set_active_lora(model: nn.Module, spec: ActiveSpec) -> None:
+    """Choose the active adapters: None (base only), a name, or {name: weight} to combine several.
+
+    Only attributes change, so switching takes microseconds and reloads nothing.
+    """
+    active = {} if spec is None else ({spec: 1.0} if isinstance(spec, str) else dict(spec))
+    known = adapter_names(model)
+    for n in active:
+        if n not in known:
+            raise PebbleError(f"no adapter named {n!r} is loaded; loaded: {', '.join(known) or 'none'}")
+    for _, layer in lora_layers(model):
+        if layer.merged:
+            raise PebbleError("adapters are merged into the weights; call unmerge_lora(model) before switching")
+        layer.active = {n: w for n, w in active.items() if n in layer.lora}
+
+
+@contextlib.contextmanager
+def lora_disabled(model: nn.Module):
+    """Run the base model alone inside the block; the previous active set comes back afterwards."""
+    saved = {path: dict(layer.active) for path, layer in lora_layers(model)}
+    try:
+        for _, layer in lora_layers(model):
+            layer.active = {}
+        yield model
+    finally:
+        for path, layer in lora_layers(model):
+            layer.active = saved[path]
+
+
+# ---------------------------------------------------------------- merging
+
+def merge_lora(model: nn.Module, out_path: Optional[PathLike] = None, **metadata) -> nn.Module:
+    """Fold the active adapters into the base weights (float32 math); optionally write the result as a
+    plain base weight file that loads without any adapter code. Undo with unmerge_lora."""
+    for _, layer in lora_layers(model):
+        layer.merge()
+    if out_path is not None:
+        save_model(model, out_path, **metadata)
+    return model
+
+
+def unmerge_lora(model: nn.Module) -> nn.Module:
+    """Restore the exact base weights saved by merge_lora."""
+    for _, layer in lora_layers(model):
+        layer.unmerge()
+    return model
+
+
+# ---------------------------------------------------------------- files
+
+def _only_adapter(model: nn.Module, name: Optional[str]) -> str:
+    names = adapter_names(model)
+    if name is None:
+        if len(names) != 1:
+            raise PebbleError(f"the model has adapters {names}; say which one to save")
+        return names[0]
+    if name not in names:
+        raise PebbleError(f"no adapter named {name!r}; the model has {names}")
+    return name
+
+
+def lora_state_dict(model: nn.Module, name: str) -> dict[str, torch.Tensor]:
+    """Adapter `name` under MiniMind's key names: {module}.lora.A.weight and {module}.lora.B.weight."""
+    out = {}
+    for path, layer in lora_layers(model):
+        if name in layer.lora:
+            out[f"{path}.lora.A.weight"] = layer.lora[name].A.weight.detach().float()
+            out[f"{path}.lora.B.weight"] = layer.lora[name].B.weight.detach().float()
+    return out
+
+
+def save_lora(model: nn.Module, path: PathLike, name: Optional[str] = None, base_fingerprint: Optional[str] = None,
+              **metadata) -> Path:
+    """Write one adapter (only its tensors) with rank, alpha, targets, base config and fingerprint."""
+    name = _only_adapter(model, name)
+    layers = [(p, layer.lora[name]) for p, layer in lora_layers(model) if name in layer.lora]
+    merged = any(layer.merged for _, layer in lora_layers(model))
+    if merged:
+        raise PebbleError("unmerge_lora(model) before saving an adapter: the base weights are merged")
+    meta = {
+        "format": "pebble-lora",
+        "name": name,
+        "rank": layers[0][1].rank,
+        "alpha": layers[0][1].alpha,
+        "targets": sorted({p.split(".")[-1] for p, _ in layers}),
+        "dtype": "float32",
+        "base_config": model.config.to_dict(),
+        "base_fingerprint": base_fingerprint or fingerprint(model),
+        **metadata,
+    }
+    return save_tensors(lora_state_dict(model, name), path, meta)
+
+
+def read_lora(path: PathLike) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
+    """Read an adapter file (ours or MiniMind's .pth) -> ({module path: {"A", "B"}}, metadata)."""
+    tensors, meta = load_tensors(path)
+    if meta and meta.get("format") not in (None, "pebble-lora"):
+        raise PebbleError(f"{path} is a {meta.get('format')} file, not a LoRA adapter")
+    modules: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        head, sep, tail = key.rpartition(".lora.")
+        if not sep or tail not in ("A.weight", "B.weight"):
+            raise PebbleError(f"{path} has key {key!r}, which is not a LoRA tensor ({{module}}.lora.A/B.weight)")
+        modules.setdefault(head, {})[tail[0]] = value
+    for module, pair in modules.items():
+        if set(pair) != {"A", "B"}:
+            raise PebbleError(f"{path} is incomplete: {module} has only lora.{''.join(pair)}")
+    if not modules:
+        raise PebbleError(f"{path} holds no LoRA tensors")
+    return modules, meta
+
+
+def load_lora(model: nn.Module, path: PathLike, name: Optional[str] = None, allow_other_base: bool = False,
+              activate: bool = True) -> str:
+    """Attach the adapter stored in path under `name` (default: the file's stem) and return the name.
+
+    Checks that the adapter fits this base: the module paths and shapes, the base config, and (unless
+    allow_other_base) the fingerprint of the base weights it was trained on.
+    """
+    path = Path(path)
+    modules, meta = read_lora(path)
+    name = name or meta.get("name") or path.stem.removesuffix(f"_{model.config.hidden_size}")
+    base = meta.get("base_config")
+    if base:
+        for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads"):
+            if base.get(key) != getattr(model.config, key):
+                raise PebbleError(f"{path} was trained for a base with {key}={base.get(key)}, this base has "
+                                  f"{getattr(model.config, key)}; load it onto the base it was trained on")
+    if meta.get("base_fingerprint") and not allow_other_base:
+        here = fingerprint(model)
+        if meta["base_fingerprint"] != here:
+            raise PebbleError(f"{path} was trained on other base weights (fingerprint {meta['base_fingerprint']}, "
+                              f"this base {here}); use its own base, or allow it explicitly")
+    linears = {p: m for p, m in model.named_modules() if isinstance(m, nn.Linear)}
+    for module, pair in modules.items():
+        layer = linears.get(module)
+        if layer is None:
+            raise PebbleError(f"{path} adapts {module}, which this model does not have; it is for another base")
+        rank = pair["A"].shape[0]
+        if pair["A"].shape != (rank, layer.in_features) or pair["B"].shape != (layer.out_features, rank):
+            raise PebbleError(f"{path}: {module} has A {tuple(pair['A'].shape)} and B {tuple(pair['B'].shape)}, "
+                              f"which do not fit a {layer.in_features}->{layer.out_features} layer; wrong base")
+    if name in adapter_names(model):
+        raise PebbleError(f"an adapter named {name!r} is already loaded")
+    for module, pair in modules.items():
+        rank = pair["A"].shape[0]
+        alpha = float(meta.get("alpha", rank))  # MiniMind's adapters have no scale: alpha == rank
+        adapter = wrap_layer(model, module).add_adapter(name, rank, alpha)
+        with torch.no_grad():
+            adapter.A.weight.copy_(pair["A"])
+            adapter.B.weight.copy_(pair["B"])
+    if activate:
+        set_active_lora(model, name)
+    return name
