@@ -232,11 +232,17 @@ def lora_disabled(model: nn.Module):
 
 # ---------------------------------------------------------------- merging
 
-def merge_lora(model: nn.Module, out_path: Optional[PathLike] = None, **metadata) -> nn.Module:
+def merge_lora(model: nn.Module, out_path: Optional[PathLike] = None, permanent: bool = False,
+               **metadata) -> nn.Module:
     """Fold the active adapters into the base weights (float32 math); optionally write the result as a
-    plain base weight file that loads without any adapter code. Undo with unmerge_lora."""
+    plain base weight file that loads without any adapter code. Undo with unmerge_lora, unless permanent:
+    then the adapters are dropped and the merged weights become the base (for training a new adapter on top)."""
     for _, layer in lora_layers(model):
         layer.merge()
+        if permanent:
+            layer._base_weight = None
+            layer.lora = nn.ModuleDict()
+            layer.active = {}
     if out_path is not None:
         save_model(model, out_path, **metadata)
     return model

@@ -1,0 +1,128 @@
+"""Stage 3: train a LoRA adapter on a frozen chat base and write only the adapter.
+
+    python trainer/train_lora.py                         # identity adapter (Nova) on out/full_sft_{hidden}
+    python trainer/train_lora.py --lora_name lora_medical --data_path dataset/lora_medical.jsonl
+    torchrun --nproc_per_node 2 trainer/train_lora.py    # data-parallel
+
+Writes out/lora/{lora_name}_{hidden}.safetensors (a few hundred KB). Resume checkpoints hold the adapter and
+optimizer state only, never the base.
+"""
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch.distributed as dist
+
+from dataset.lm_dataset import SFTDataset
+from model.chat import generate_replies
+from model.checkpoint import PebbleError, fingerprint, load_model, repo_path, weight_path
+from model.model_lora import apply_lora, load_lora, lora_disabled, mark_only_lora_trainable, merge_lora, save_lora
+from trainer.trainer_utils import (TrainConfig, is_main_process, load_tokenizer, parse_config, resolve_dtype,
+                                   run_cli, setup_distributed, train)
+
+
+@dataclass
+class LoRATrainConfig(TrainConfig):
+    """TrainConfig plus the adapter's shape and where it starts from."""
+
+    lora_name: str = "lora_identity"  # adapter name; file out/lora/{lora_name}_{hidden}.safetensors
+    rank: int = 8
+    alpha: float = 0.0  # scale is alpha / rank; 0 means alpha = rank (scale 1, as MiniMind's adapters)
+    targets: str = "square"  # "square" (in == out: q_proj, o_proj) or names such as q_proj,k_proj,v_proj,o_proj
+    lora_dropout: float = 0.0
+    preset_lora: str = "none"  # merge out/lora/{preset_lora}_{hidden} into the base first, train a new one on top
+    lora_checkpoint: str = "none"  # an adapter file to continue training
+    probe_count: int = 2  # prompts answered before and after training (from the held-out file if there is one)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.rank <= 0:
+            raise PebbleError(f"--rank must be positive, got {self.rank}")
+
+
+def probe_prompts(data_path: Path, count: int) -> list[str]:
+    """User prompts to show the adapter's effect: from {data}_eval.jsonl if it exists, else from the data;
+    alternating Chinese and English where both are present."""
+    source = data_path.with_name(data_path.stem + "_eval.jsonl")
+    source = source if source.is_file() else data_path
+    prompts = []
+    with open(source, encoding="utf-8") as f:
+        for line in f:
+            turns = json.loads(line)["conversations"]
+            prompts.append(next(t["content"] for t in turns if t["role"] == "user"))
+            if len(prompts) >= 200:
+                break
+    zh = [p for p in prompts if any("\u4e00" <= c <= "\u9fff" for c in p)]
+    en = [p for p in prompts if p not in zh]
+    mixed = [p for pair in zip(zh, en) for p in pair] or prompts
+    return mixed[:count]
+
+
+def show_probes(model, tokenizer, prompts: list[str], title: str) -> None:
+    """Print the greedy reply to each probe prompt."""
+    if not prompts or not is_main_process():
+        return
+    model.eval()
+    replies = generate_replies(model, tokenizer, [[{"role": "user", "content": p}] for p in prompts],
+                               max_new_tokens=64)
+    print(f"--- {title}")
+    for p, r in zip(prompts, replies):
+        print(f"  Q: {p}\n  A: {r}")
+
+
+def main() -> None:
+    cfg = parse_config(LoRATrainConfig, __doc__, data_path="dataset/lora_identity.jsonl", from_weight="full_sft",
+                       learning_rate=5e-3, epochs=4, batch_size=16, save_interval=100, log_interval=5)
+    # 1. processes, device, tokenizer, data
+    rank, world, device = setup_distributed(cfg.device)
+    cfg.save_dir = str(repo_path(cfg.save_dir))
+    tokenizer = load_tokenizer(cfg.tokenizer_path)
+    data_path = repo_path(cfg.data_path)
+    data = SFTDataset(data_path, tokenizer, cfg.max_seq_len)
+    # 2. the frozen base, with a preset adapter folded in if asked
+    model = load_model(weight_path(cfg.save_dir, cfg.from_weight, cfg.hidden_size))
+    hidden = model.config.hidden_size
+    lora_dir = Path(cfg.save_dir) / "lora"
+    if cfg.preset_lora != "none":
+        load_lora(model, weight_path(lora_dir, cfg.preset_lora, hidden))
+        merge_lora(model, permanent=True)
+    base_fingerprint = fingerprint(model)
+    # 3. the adapter: fresh, or continued from a file
+    if cfg.lora_checkpoint != "none":
+        load_lora(model, repo_path(cfg.lora_checkpoint), name=cfg.lora_name)
+        mark_only_lora_trainable(model, cfg.lora_name)
+    else:
+        apply_lora(model, rank=cfg.rank, alpha=cfg.alpha or None, dropout=cfg.lora_dropout, targets=cfg.targets,
+                   name=cfg.lora_name, verbose=is_main_process())
+    model.to(device)
+    if is_main_process():
+        print(f"{len(data)} conversations from {cfg.data_path} ({data.num_truncated} truncated to "
+              f"{cfg.max_seq_len} tokens); base {cfg.from_weight} hidden {hidden}; "
+              f"dtype {resolve_dtype(cfg.dtype, device)}; {world} process(es)")
+    probes = probe_prompts(data_path, cfg.probe_count)
+    with lora_disabled(model):
+        show_probes(model, tokenizer, probes, "base, before training")
+    # 4. train, writing the adapter at every checkpoint
+    out_path = lora_dir / f"{cfg.lora_name}_{hidden}.safetensors"
+    extra = {"data": data_path.name, "base_weight": cfg.from_weight, "preset_lora": cfg.preset_lora}
+
+    def save(m) -> None:
+        save_lora(m, out_path, name=cfg.lora_name, base_fingerprint=base_fingerprint, **extra)
+
+    summary = train(model, data, cfg, save, f"{cfg.lora_name}_{hidden}", rank, world, device)
+    # 5. the effect
+    show_probes(model, tokenizer, probes, f"with {cfg.lora_name}, after training")
+    if is_main_process():
+        size = out_path.stat().st_size / 1024
+        print(f"wrote {out_path} ({size:.0f} KB) after {summary['steps']} steps, last loss {summary.get('loss')}, "
+              f"{summary.get('elapsed_s')} s")
+    if world > 1:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    run_cli(main)
