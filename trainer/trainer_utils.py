@@ -360,7 +360,8 @@ def run_stage(cfg: TrainConfig, dataset_cls: type) -> None:
     cfg.save_dir = str(repo_path(cfg.save_dir))
     tokenizer = load_tokenizer(cfg.tokenizer_path)
     data = dataset_cls(repo_path(cfg.data_path), tokenizer, cfg.max_seq_len)
-    # 2. model
+    # 2. model (seeded, so that every process and every rerun starts from the same weights)
+    torch.manual_seed(cfg.seed)
     model = init_model(cfg, tokenizer).to(device)
     total, _ = count_parameters(model)
     out_path = Path(cfg.save_dir) / f"{cfg.save_weight}_{model.config.hidden_size}.safetensors"

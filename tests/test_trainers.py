@@ -1,0 +1,143 @@
+"""End to end: tokenizer -> pretrain -> full SFT -> LoRA, each script run for a few steps into a temp dir;
+resume after a crash ends where an uninterrupted run does; two processes equal one with the same global batch."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dataset.lm_dataset import PretrainDataset
+from model.checkpoint import load_model
+from model.model_lora import load_lora, read_lora
+from trainer.train_tokenizer import train_tokenizer
+from trainer.trainer_utils import TrainConfig, init_model, train
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["--hidden_size", "32", "--num_hidden_layers", "2", "--batch_size", "4", "--dtype", "float32"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A temp dir with tiny pretrain/SFT/LoRA data and a small tokenizer trained on it."""
+    d = tmp_path_factory.mktemp("e2e")
+    words = ["stone", "river", "小石头", "河流", "hello", "你好", "light", "光"]
+    with open(d / "pretrain.jsonl", "w", encoding="utf-8") as f:
+        for i in range(64):
+            text = " ".join(words[(i + j) % len(words)] for j in range(12)) + f" {i}。"
+            f.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+    with open(d / "sft.jsonl", "w", encoding="utf-8") as f:
+        for i in range(48):
+            conv = [{"role": "user", "content": f"{words[i % 8]} {i}?"},
+                    {"role": "assistant", "content": f"{words[(i + 3) % 8]} {i}!"}]
+            f.write(json.dumps({"conversations": conv}, ensure_ascii=False) + "\n")
+    tokenizer = train_tokenizer([d / "pretrain.jsonl", d / "sft.jsonl"], vocab_size=300)
+    tokenizer.save_pretrained(d / "tok")
+    return d
+
+
+def run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run a trainer script from another working directory (paths must not depend on it)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "trainer" / script), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_every_stage_runs_and_writes_what_it_should(workdir):
+    out = workdir / "out"
+    common = [*SMALL, "--save_dir", str(out), "--tokenizer_path", str(workdir / "tok")]
+    run("train_pretrain.py", *common, "--data_path", str(workdir / "pretrain.jsonl"), "--max_steps", "6",
+        "--save_interval", "3", cwd=workdir)
+    pretrain = load_model(out / "pretrain_32.safetensors")
+    assert pretrain.config.hidden_size == 32 and pretrain.config.num_hidden_layers == 2
+    log = [json.loads(line) for line in open(out / "pretrain_32.log.jsonl")]
+    assert log[-1]["step"] == 6 and all(r["loss"] > 0 for r in log)
+
+    run("train_full_sft.py", *common, "--data_path", str(workdir / "sft.jsonl"), "--max_steps", "4", cwd=workdir)
+    sft = load_model(out / "full_sft_32.safetensors")
+    changed = [k for k, v in sft.state_dict().items() if not torch.equal(v, pretrain.state_dict()[k])]
+    assert changed  # SFT started from the pretrained weights and moved them
+
+    proc = run("train_lora.py", *common, "--data_path", str(workdir / "sft.jsonl"), "--max_steps", "4",
+               "--rank", "4", cwd=workdir)
+    assert "Q:" in proc.stdout and "LoRA 'lora_identity'" in proc.stdout
+    adapter = out / "lora" / "lora_identity_32.safetensors"
+    keys = set(load_file(adapter))
+    assert keys == {f"model.layers.{i}.self_attn.{m}.lora.{ab}.weight"
+                    for i in range(2) for m in ("q_proj", "o_proj") for ab in "AB"}
+    ckpt = load_file(out / "checkpoints" / "lora_identity_32.safetensors")
+    assert not any("embed_tokens" in k or k.endswith("mlp.up_proj.weight") for k in ckpt)  # no copy of the base
+    assert load_lora(sft, adapter) == "lora_identity"
+    _, meta = read_lora(adapter)
+    assert meta["rank"] == 4 and meta["data"] == "sft.jsonl" and meta["base_weight"] == "full_sft"
+
+
+def test_a_user_mistake_is_one_line_not_a_traceback(workdir):
+    proc = subprocess.run([sys.executable, str(ROOT / "trainer" / "train_pretrain.py"), "--data_path",
+                           str(workdir / "missing.jsonl"), "--tokenizer_path", str(workdir / "tok")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "missing.jsonl" in proc.stderr and "Traceback" not in proc.stderr
+
+
+class Crash(Exception):
+    pass
+
+
+def tiny_run(workdir: Path, save_dir: Path, **overrides) -> TrainConfig:
+    return TrainConfig(save_dir=str(save_dir), hidden_size=32, num_hidden_layers=2, batch_size=4, dtype="float32",
+                       save_interval=3, log_interval=1, max_seq_len=16, tokenizer_path=str(workdir / "tok"),
+                       data_path=str(workdir / "pretrain.jsonl"), **overrides)
+
+
+def test_resume_after_a_crash_ends_where_an_uninterrupted_run_does(workdir, tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(workdir / "tok")
+    data = PretrainDataset(workdir / "pretrain.jsonl", tokenizer, 16)
+
+    def fresh(cfg):
+        torch.manual_seed(0)
+        return init_model(cfg, tokenizer)
+
+    cfg = tiny_run(workdir, tmp_path / "a", epochs=2)  # 64 samples / 4 = 16 steps per epoch
+    whole = fresh(cfg)
+    train(whole, data, cfg, lambda m: None, "run")
+
+    cfg = tiny_run(workdir, tmp_path / "b", epochs=2)
+    crashed = fresh(cfg)
+    saves = []
+
+    def crash_after_second_save(m):
+        saves.append(1)
+        if len(saves) == 2:
+            raise Crash  # dies right after the step-6 checkpoint was written
+
+    with pytest.raises(Crash):
+        train(crashed, data, cfg, crash_after_second_save, "run")
+    resumed = fresh(tiny_run(workdir, tmp_path / "b", epochs=2))
+    summary = train(resumed, data, tiny_run(workdir, tmp_path / "b", epochs=2, from_resume=1), lambda m: None, "run")
+    assert summary["steps"] == 32
+    for (k, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_two_processes_match_one_with_the_same_global_batch(workdir, tmp_path):
+    common = ["--hidden_size", "32", "--num_hidden_layers", "2", "--dtype", "float32", "--max_seq_len", "16",
+              "--tokenizer_path", str(workdir / "tok"), "--data_path", str(workdir / "pretrain.jsonl"),
+              "--max_steps", "5", "--device", "cpu"]
+    run("train_pretrain.py", *common, "--batch_size", "8", "--save_dir", str(tmp_path / "one"), cwd=workdir)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"]
+    proc = subprocess.run([*torchrun, str(ROOT / "trainer" / "train_pretrain.py"), *common, "--batch_size", "4",
+                           "--save_dir", str(tmp_path / "two")], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one = load_file(tmp_path / "one" / "pretrain_32.safetensors")
+    two = load_file(tmp_path / "two" / "pretrain_32.safetensors")
+    for k in one:
+        torch.testing.assert_close(one[k].float(), two[k].float(), atol=2e-3, rtol=1e-3)  # fp16 files
