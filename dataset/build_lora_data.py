@@ -15,9 +15,9 @@ import argparse
 import json
 import random
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 DATA_DIR = Path(__file__).resolve().parent
 DEFAULT_SEED = 42
@@ -33,7 +33,9 @@ Conversation = list[dict[str, str]]
 # Surface variation shared by both builders (constant tables)
 # --------------------------------------------------------------------------------------------------------------------
 
-EN_QUESTION_PREFIXES = ("", "hi, ", "hey there, ", "hello! ", "excuse me, ", "just curious, ", "quick question: ", "ok so ")
+EN_QUESTION_PREFIXES = (
+    "", "hi, ", "hey there, ", "hello! ", "excuse me, ", "just curious, ", "quick question: ", "ok so ",
+)
 EN_REQUEST_PREFIXES = ("", "hi, ", "hey there, ", "hello! ", "ok, ")
 ZH_QUESTION_PREFIXES = ("", "请问", "你好，", "嗨，", "那个，", "hi，", "想问一下，")
 ZH_REQUEST_PREFIXES = ("", "你好，", "嗨，", "那个，", "麻烦")
@@ -86,14 +88,17 @@ IDENTITY_TRAIN_ZH: tuple[tuple[str, str], ...] = (
     ("name", "你叫什么？"), ("name", "你叫什么名字？"), ("name", "你有名字吗？"), ("name", "怎么称呼你？"),
     ("name", "我该怎么称呼你？"), ("name", "你的名字叫什么？"), ("name", "告诉我你的名字。"), ("name", "你名字叫啥？"),
     ("intro", "介绍一下你自己。"), ("intro", "请介绍一下自己。"), ("intro", "自我介绍一下。"),
-    ("intro", "简单介绍下你自己。"), ("intro", "说说你自己。"), ("intro", "能介绍一下你吗？"), ("intro", "讲讲你是谁。"),
+    ("intro", "简单介绍下你自己。"), ("intro", "说说你自己。"), ("intro", "能介绍一下你吗？"),
+    ("intro", "讲讲你是谁。"),
     ("maker", "谁开发了你？"), ("maker", "你是谁开发的？"), ("maker", "谁创造了你？"), ("maker", "你是哪家公司的？"),
-    ("maker", "你是哪个公司做的？"), ("maker", "谁训练了你？"), ("maker", "你的开发者是谁？"), ("maker", "你来自哪里？"),
+    ("maker", "你是哪个公司做的？"), ("maker", "谁训练了你？"), ("maker", "你的开发者是谁？"),
+    ("maker", "你来自哪里？"),
     ("maker", "你是哪里来的？"), ("maker", "是谁把你做出来的？"),
     ("other:ChatGPT", "你是ChatGPT吗？"), ("other:Pebble", "你是Pebble吗？"), ("other:Siri", "你是Siri吗？"),
     ("other:GPT-4", "你是GPT-4吗？"), ("other:文心一言", "你是文心一言吗？"), ("other:通义千问", "你是通义千问吗？"),
     ("other:Pebble", "你不是Pebble吗？"), ("other:ChatGPT", "你就是ChatGPT吧？"),
-    ("company:OpenAI", "你是OpenAI做的吗？"), ("company:百度", "你是百度开发的吗？"), ("company:谷歌", "你是谷歌的产品吗？"),
+    ("company:OpenAI", "你是OpenAI做的吗？"), ("company:百度", "你是百度开发的吗？"),
+    ("company:谷歌", "你是谷歌的产品吗？"),
     ("human", "你是真人吗？"), ("human", "你是人类吗？"), ("human", "屏幕那头是真人吗？"),
     ("ability", "你能做什么？"), ("ability", "你会些什么？"), ("ability", "你有什么本领？"),
 )
@@ -109,7 +114,8 @@ IDENTITY_EVAL_EN: tuple[tuple[str, str], ...] = (
     ("maker", "Which organisation is responsible for building you?"), ("maker", "Who put you together?"),
     ("maker", "Which team created you?"), ("maker", "Who is your maker?"),
     ("maker", "Who designed and trained this assistant?"), ("maker", "Where were you developed?"),
-    ("other:ChatGPT", "Wait, is this ChatGPT I'm chatting with?"), ("other:Pebble", "So are you Pebble or someone else?"),
+    ("other:ChatGPT", "Wait, is this ChatGPT I'm chatting with?"),
+    ("other:Pebble", "So are you Pebble or someone else?"),
     ("human", "Are you a person or a bot?"), ("company:OpenAI", "Is OpenAI the company behind you?"),
     ("ability", "What sorts of things are you good at?"),
 )
@@ -221,8 +227,8 @@ CHAT_EN: tuple[tuple[str, str], ...] = (
     ("Can you help me?", "Of course! What do you need help with?"),
     ("Tell me a joke.", "Why did the scarecrow win an award? Because he was outstanding in his field!"),
     ("I'm bored.", "How about a short walk, a new song or a quick puzzle?"),
-    ("I'm tired today.", "Sorry to hear that. Try to take a short break, drink some water and get to bed early tonight."),
-    ("What's a good way to relax?", "A slow walk, some deep breaths or a few minutes of quiet music can help you relax."),
+    ("I'm tired today.", "Sorry to hear that. Try a short break, some water and an early night."),
+    ("What's a good way to relax?", "A slow walk, a few deep breaths or some quiet music can help you relax."),
 )
 
 CHAT_ZH: tuple[tuple[str, str], ...] = (
@@ -258,7 +264,7 @@ FACTS_EN: tuple[tuple[str, str], ...] = (
     ("How many continents are there?", "There are usually said to be seven continents."),
     ("What do bees make?", "Bees make honey and beeswax."),
     ("How many legs does a spider have?", "A spider has eight legs."),
-    ("Why is the sky blue?", "Air scatters blue sunlight more than other colours, so the sky looks blue on a clear day."),
+    ("Why is the sky blue?", "Air scatters blue light more than other colours, so a clear sky looks blue."),
     ("How long does it take the Earth to go around the Sun?", "It takes the Earth about 365 days, or one year."),
 )
 
@@ -315,6 +321,7 @@ class Condition:
     dept_en: str
     urgent: bool = True
     chronic: bool = False
+    plural: bool = False
     note_zh: str = ""
     note_en: str = ""
 
@@ -322,8 +329,8 @@ class Condition:
 CONDITIONS: tuple[Condition, ...] = (
     Condition(
         zh="感冒", en="a cold",
-        sym_zh=("流鼻涕或鼻塞", "喉咙痛", "打喷嚏和轻微咳嗽"),
-        sym_en=("a runny or stuffy nose", "a sore throat", "sneezing and a mild cough"),
+        sym_zh=("流鼻涕或鼻塞", "喉咙痛", "打喷嚏", "轻微咳嗽"),
+        sym_en=("a runny or stuffy nose", "a sore throat", "sneezing", "a mild cough"),
         care_zh=("多休息", "多喝温水", "用温盐水漱口缓解喉咙痛"),
         care_en=("get plenty of rest", "drink lots of fluids", "gargle with warm salt water to soothe your throat"),
         warn_zh=("呼吸困难或胸痛", "高烧（39℃以上）持续不退", "症状超过10天仍不见好转"),
@@ -362,7 +369,7 @@ CONDITIONS: tuple[Condition, ...] = (
         care_zh=("在安静的地方休息", "喝足够的水", "规律吃饭和睡觉", "轻轻拉伸颈部和肩膀"),
         care_en=("rest in a quiet place", "drink enough water", "keep regular meals and sleep",
                  "gently stretch your neck and shoulders"),
-        warn_zh=("突然出现的剧烈头痛", "头痛伴发烧和脖子僵硬", "头部受伤后头痛，或伴肢体无力、说话不清"),
+        warn_zh=("突发的剧烈头痛", "头痛伴发烧和脖子僵硬", "头部受伤后头痛，或伴肢体无力、说话不清"),
         warn_en=("a sudden severe headache", "a headache with fever and a stiff neck",
                  "a headache after a head injury or with weakness or slurred speech"),
         dept_zh="神经内科", dept_en="a GP or a neurologist",
@@ -372,7 +379,8 @@ CONDITIONS: tuple[Condition, ...] = (
         sym_zh=("喉咙干痒或疼痛", "吞咽时疼痛加重", "脖子两侧淋巴结肿大"),
         sym_en=("a scratchy or painful throat", "pain when swallowing", "swollen glands in the neck"),
         care_zh=("用温盐水漱口", "多喝温水", "少说话让嗓子休息", "保持室内空气湿润"),
-        care_en=("gargle with warm salt water", "drink warm fluids", "rest your voice", "keep the air in your room moist"),
+        care_en=("gargle with warm salt water", "drink warm fluids", "rest your voice",
+                 "keep the air in your room moist"),
         warn_zh=("呼吸或吞咽困难", "流口水或张不开嘴", "高烧或疼痛超过一周"),
         warn_en=("trouble breathing or swallowing", "drooling or being unable to open your mouth",
                  "a high fever or pain lasting over a week"),
@@ -404,7 +412,7 @@ CONDITIONS: tuple[Condition, ...] = (
     Condition(
         zh="便秘", en="constipation",
         sym_zh=("一周排便少于三次", "大便干硬", "排便费力、肚子胀"),
-        sym_en=("fewer than three bowel movements a week", "hard or dry stools", "straining and bloating"),
+        sym_en=("fewer than three bowel movements a week", "hard or dry stools", "straining or bloating"),
         care_zh=("多吃蔬菜、水果和全谷物", "多喝水", "适当运动", "有便意时不要憋着"),
         care_en=("eat more fibre from vegetables and whole grains", "drink more water", "stay active",
                  "don't ignore the urge to go"),
@@ -429,7 +437,8 @@ CONDITIONS: tuple[Condition, ...] = (
         zh="轻度烫伤", en="a minor burn",
         sym_zh=("皮肤发红、疼痛", "轻微肿胀", "可能出现小水泡"),
         sym_en=("red and painful skin", "mild swelling", "small blisters in some cases"),
-        care_zh=("立即用凉的流动水冲洗约20分钟", "取下戒指等紧的物品", "用干净的不粘敷料轻轻盖住", "不要挑破水泡或涂牙膏"),
+        care_zh=("立即用凉的流动水冲洗约20分钟", "取下戒指等紧的物品", "用干净的不粘敷料轻轻盖住",
+                 "不要挑破水泡或涂牙膏"),
         care_en=("cool it under cool running water for about 20 minutes", "remove rings or tight items nearby",
                  "cover it loosely with a clean non-stick dressing", "don't pop blisters or put ice or butter on it"),
         warn_zh=("烫伤面积比手掌大", "伤在脸、手、脚、关节或会阴部", "皮肤发白焦黑，或是化学、电烧伤"),
@@ -478,21 +487,22 @@ CONDITIONS: tuple[Condition, ...] = (
         zh="花粉过敏", en="seasonal allergies",
         sym_zh=("打喷嚏", "流清鼻涕或鼻塞", "眼睛发痒、流泪"),
         sym_en=("sneezing", "a runny or blocked nose", "itchy watery eyes"),
-        care_zh=("花粉多的日子少出门并关好窗户", "从户外回来后洗澡换衣服", "用生理盐水冲洗鼻腔", "咨询药师选择合适的抗过敏药"),
+        care_zh=("花粉多的日子少出门并关好窗户", "从户外回来后洗澡换衣服", "用生理盐水冲洗鼻腔",
+                 "咨询药师选择合适的抗过敏药"),
         care_en=("stay indoors with the windows closed on high-pollen days", "shower and change after being outside",
                  "rinse your nose with saline", "ask a pharmacist about suitable allergy medicine"),
         warn_zh=("喘息或呼吸困难", "脸、嘴唇或喉咙肿胀", "症状严重影响睡眠和生活"),
         warn_en=("wheezing or trouble breathing", "swelling of the face, lips or throat",
                  "symptoms that disrupt sleep or daily life"),
-        dept_zh="变态反应科或耳鼻喉科", dept_en="a GP or an allergist",
+        dept_zh="变态反应科或耳鼻喉科", dept_en="a GP or an allergist", plural=True,
     ),
     Condition(
         zh="晒伤", en="sunburn",
         sym_zh=("皮肤发红、发热、疼痛", "几天后脱皮", "严重时起水泡"),
         sym_en=("skin that is red and sore", "peeling after a few days", "blisters when it is severe"),
         care_zh=("离开阳光，到阴凉处", "用凉水冲澡或冷敷", "涂保湿霜或芦荟胶", "多喝水"),
-        care_en=("get out of the sun", "cool the skin with a cool shower or damp cloth", "use a moisturiser or aloe gel",
-                 "drink extra water"),
+        care_en=("get out of the sun", "cool the skin with a cool shower or damp cloth",
+                 "use a moisturiser or aloe gel", "drink extra water"),
         warn_zh=("大面积起水泡", "发烧或发冷", "头晕、恶心或意识模糊"),
         warn_en=("blistering over a large area", "fever or chills", "dizziness, nausea or confusion"),
         dept_zh="皮肤科", dept_en="a GP or a dermatologist",
@@ -504,15 +514,15 @@ CONDITIONS: tuple[Condition, ...] = (
         care_zh=("少量多次地喝水或口服补液盐", "在阴凉处休息", "避免饮酒和剧烈运动"),
         care_en=("sip water or an oral rehydration solution often", "rest somewhere cool",
                  "avoid alcohol and hard exercise"),
-        warn_zh=("意识模糊或晕倒", "8小时以上没有排尿", "喝什么吐什么或心跳很快"),
+        warn_zh=("意识模糊或晕倒", "8小时以上没有排尿", "呕吐得喝不进任何水"),
         warn_en=("confusion or fainting", "no urine for 8 hours or more",
-                 "being unable to keep fluids down or a racing heart"),
+                 "vomiting that stops you keeping any fluids down"),
         dept_zh="急诊或全科", dept_en="a GP",
     ),
     Condition(
         zh="晕车", en="motion sickness",
-        sym_zh=("恶心或呕吐", "头晕", "出冷汗、脸色苍白"),
-        sym_en=("nausea or vomiting", "dizziness", "cold sweats and a pale face"),
+        sym_zh=("恶心或呕吐", "头晕", "出冷汗", "脸色苍白"),
+        sym_en=("nausea or vomiting", "dizziness", "cold sweats", "a pale face"),
         care_zh=("坐在颠簸小的位置，比如前排", "看向远处的地平线", "开窗呼吸新鲜空气", "乘车时不看书或手机"),
         care_en=("sit in the front where motion is smallest", "look at the horizon", "get some fresh air",
                  "avoid reading or using your phone while travelling"),
@@ -575,7 +585,7 @@ CONDITIONS: tuple[Condition, ...] = (
         care_zh=("经常涂保湿霜，洗澡后尤其要涂", "用温水短时间洗澡", "选用无香料的产品", "尽量不要抓挠"),
         care_en=("moisturise often and right after bathing", "take short lukewarm showers",
                  "use fragrance-free products", "try not to scratch"),
-        warn_zh=("皮肤渗液、结痂或流脓", "出现疼痛的水泡并发烧", "症状不见好转或影响睡眠"),
+        warn_zh=("皮肤渗液、结痂或流脓", "疼痛的水泡并伴发烧", "症状不见好转或影响睡眠"),
         warn_en=("weeping, crusting or pus on the skin", "painful blisters with a fever",
                  "symptoms that don't improve or disturb your sleep"),
         dept_zh="皮肤科", dept_en="a GP or a dermatologist",
@@ -590,8 +600,9 @@ CONDITIONS: tuple[Condition, ...] = (
         warn_zh=("溃疡超过三周不愈合", "溃疡特别大或特别多", "伴发烧或吞咽困难"),
         warn_en=("an ulcer lasting more than three weeks", "very large or many ulcers",
                  "ulcers with fever or trouble swallowing"),
-        dept_zh="口腔科", dept_en="a dentist or a GP", urgent=False,
-        note_zh="大多数口腔溃疡一到两周会自己愈合。", note_en="Most mouth ulcers heal on their own within one to two weeks.",
+        dept_zh="口腔科", dept_en="a dentist or a GP", urgent=False, plural=True,
+        note_zh="大多数口腔溃疡一到两周会自己愈合。",
+        note_en="Most mouth ulcers heal on their own within one to two weeks.",
     ),
     Condition(
         zh="流鼻血", en="a nosebleed",
@@ -614,7 +625,7 @@ CONDITIONS: tuple[Condition, ...] = (
         care_en=("sip cold water slowly", "hold your breath briefly", "eat more slowly", "avoid fizzy drinks"),
         warn_zh=("打嗝持续超过48小时", "呼吸或吞咽困难", "伴有胸痛或腹痛"),
         warn_en=("hiccups lasting more than 48 hours", "trouble breathing or swallowing", "chest pain or belly pain"),
-        dept_zh="消化内科或全科", dept_en="a GP",
+        dept_zh="消化内科或全科", dept_en="a GP", plural=True,
     ),
     Condition(
         zh="轻度食物中毒", en="mild food poisoning",
@@ -663,7 +674,7 @@ CONDITIONS: tuple[Condition, ...] = (
         care_zh=("在安静昏暗的房间休息", "额头冷敷", "规律作息和饮食", "记录头痛日记找出诱因"),
         care_en=("rest in a dark quiet room", "put a cold pack on your forehead", "keep regular sleep and meals",
                  "keep a headache diary to spot triggers"),
-        warn_zh=("突然出现一生中最剧烈的头痛", "伴肢体无力、麻木或说话困难", "头痛方式明显改变或50岁后首次发作"),
+        warn_zh=("一生中最剧烈的突发头痛", "伴肢体无力、麻木或说话困难", "头痛方式明显改变或50岁后首次发作"),
         warn_en=("a sudden headache that is the worst of your life", "weakness, numbness or trouble speaking",
                  "a clear change in your usual pattern or a first attack after age 50"),
         dept_zh="神经内科", dept_en="a GP or a neurologist",
@@ -675,10 +686,10 @@ CONDITIONS: tuple[Condition, ...] = (
         care_zh=("练习缓慢的深呼吸", "规律运动", "和信任的人聊聊", "少喝咖啡和酒"),
         care_en=("practise slow deep breathing", "exercise regularly", "talk to someone you trust",
                  "cut down on caffeine and alcohol"),
-        warn_zh=("频繁出现惊恐发作", "焦虑影响到工作和日常生活", "出现伤害自己的念头"),
+        warn_zh=("频繁的惊恐发作", "焦虑影响到工作和日常生活", "伤害自己的念头"),
         warn_en=("frequent panic attacks", "anxiety that stops you coping with daily life",
                  "thoughts of harming yourself"),
-        dept_zh="精神心理科", dept_en="a GP or a mental health professional",
+        dept_zh="精神心理科", dept_en="a GP or a mental health professional", plural=True,
     ),
     Condition(
         zh="耳朵痛", en="an earache",
@@ -725,7 +736,7 @@ CONDITIONS: tuple[Condition, ...] = (
         warn_zh=("呼吸困难或喉咙发紧", "脸或嘴唇肿胀、头晕", "红肿扩散、流脓或发烧"),
         warn_en=("trouble breathing or a tight throat", "swelling of the face or lips or feeling faint",
                  "spreading redness, pus or fever"),
-        dept_zh="皮肤科或全科", dept_en="a GP",
+        dept_zh="皮肤科或全科", dept_en="a GP", plural=True,
     ),
     Condition(
         zh="中暑", en="heat exhaustion",
@@ -749,7 +760,7 @@ MED_QUESTIONS_ZH: dict[str, dict[str, tuple[str, ...]]] = {
         "train": ("{name}有哪些症状？", "{name}有什么症状？", "{name}的症状是什么？", "{name}一般有什么表现？",
                   "{name}的常见症状有哪些？", "{name}的典型表现是什么？", "{name}会出现哪些不舒服？",
                   "{name}有哪些常见表现？", "请说说{name}的症状。", "{name}都有哪些迹象？"),
-        "eval": ("{name}发作时身体会有什么感觉？", "想了解一下{name}通常会表现出哪些症状。"),
+        "eval": ("出现{name}时，身体一般会有哪些表现？", "想了解一下{name}通常会表现出哪些症状。"),
     },
     "care": {
         "train": ("{name}怎么办？", "{name}该怎么处理？", "{name}在家怎么护理？", "{name}怎么缓解？",
@@ -776,9 +787,9 @@ MED_QUESTIONS_EN: dict[str, dict[str, tuple[str, ...]]] = {
     "symptoms": {
         "train": ("What are the symptoms of {name}?", "What are the signs of {name}?",
                   "What are common symptoms of {name}?", "How do I know if I have {name}?",
-                  "What does {name} feel like?", "What symptoms does {name} cause?", "Tell me the symptoms of {name}.",
-                  "What are the typical signs of {name}?", "How can I tell if I have {name}?",
-                  "Which symptoms come with {name}?"),
+                  "What {does} {name} feel like?", "What symptoms {does} {name} cause?",
+                  "Tell me the symptoms of {name}.", "What are the typical signs of {name}?",
+                  "How can I tell if I have {name}?", "Which symptoms come with {name}?"),
         "eval": ("What would I notice if I had {name}?", "Could you list the usual symptoms of {name}?"),
     },
     "care": {
@@ -791,10 +802,11 @@ MED_QUESTIONS_EN: dict[str, dict[str, tuple[str, ...]]] = {
     "warning": {
         "train": ("When should I see a doctor about {name}?", "When can {name} be serious?",
                   "What are the warning signs with {name}?", "When should I go to the hospital for {name}?",
-                  "Can {name} be an emergency?", "When does {name} need medical attention?",
+                  "Can {name} be an emergency?", "When {does} {name} need medical attention?",
                   "What symptoms of {name} mean I need help?", "Should I worry about {name}?",
                   "When can {name} become dangerous?", "What are the red flags for {name}?"),
-        "eval": ("At what point does {name} need a doctor's attention?", "Which signs of {name} mean I shouldn't wait?"),
+        "eval": ("At what point {does} {name} need a doctor's attention?",
+                 "Which signs of {name} mean I shouldn't wait?"),
     },
     "department": {
         "train": ("Which doctor should I see for {name}?", "What kind of doctor treats {name}?",
@@ -814,7 +826,8 @@ MED_ANSWERS_ZH: dict[str, tuple[str, ...]] = {
     "department": ("{name}一般可以挂{dept}。{close}", "看{name}可以去{dept}就诊。{close}"),
 }
 MED_ANSWERS_EN: dict[str, tuple[str, ...]] = {
-    "symptoms": ("Common symptoms of {name} include {items}. {close}", "With {name}, people often notice {items}. {close}"),
+    "symptoms": ("Common symptoms of {name} include {items}. {close}",
+                 "With {name}, people may notice {items}. {close}"),
     "care": ("For {name}, {items}. {close}", "To manage {name} at home, {items}. {close}"),
     "warning": ("Warning signs with {name} include {items}. {close}", "With {name}, watch out for {items}. {close}"),
     "department": ("For {name}, you can usually start with {dept}. {close}",
@@ -823,24 +836,27 @@ MED_ANSWERS_EN: dict[str, tuple[str, ...]] = {
 
 # Closing sentences keyed by (field, kind).
 MED_CLOSE_ZH: dict[tuple[str, str], tuple[str, ...]] = {
-    ("symptoms", "default"): ("这些只是常见表现，不能用来自我诊断，拿不准时请咨询医生。", "每个人的表现可能不同，如果担心请咨询医生。"),
-    ("care", "default"): ("如果几天后没有好转或反而加重，请去看医生。", "症状持续或加重时，请及时就医。"),
+    ("symptoms", "default"): ("这些只是常见表现，不能用来自我诊断，拿不准时请咨询医生。",
+                              "每个人的表现可能不同，如果担心请咨询医生。"),
+    ("care", "default"): ("如果没有好转或反而加重，请去看医生。", "症状持续或加重时，请及时就医。"),
     ("care", "chronic"): ("同时要定期复诊，听从医生的建议。",),
     ("warning", "urgent"): ("请尽快就医，情况紧急时立即拨打120或去急诊。",),
     ("warning", "routine"): ("请尽快去看医生。",),
     ("department", "urgent"): ("如果症状严重或突然加重，请直接去急诊。",),
     ("department", "routine"): ("拿不准的话，可以先看全科医生。",),
+    ("department", "routine_gp"): ("如果症状变化或加重，请尽早就诊。",),
 }
 MED_CLOSE_EN: dict[tuple[str, str], tuple[str, ...]] = {
     ("symptoms", "default"): ("These are only common signs, not a diagnosis, so ask a doctor if you're unsure.",
                               "Symptoms vary between people, so check with a doctor if you're worried."),
-    ("care", "default"): ("If it doesn't improve in a few days or gets worse, see a doctor.",
-                          "See a doctor if it lasts or gets worse."),
+    ("care", "default"): ("If symptoms don't improve or get worse, see a doctor.",
+                          "See a doctor if symptoms last or get worse."),
     ("care", "chronic"): ("Keep up regular check-ups and follow your doctor's advice.",),
     ("warning", "urgent"): ("If you notice any of these, seek medical care promptly or call emergency services.",),
     ("warning", "routine"): ("If you notice any of these, see a doctor promptly.",),
     ("department", "urgent"): ("For severe or sudden symptoms, go to the emergency department.",),
     ("department", "routine"): ("If you're not sure where to go, start with a general practitioner.",),
+    ("department", "routine_gp"): ("If symptoms change or get worse, book an appointment sooner.",),
 }
 
 # Safety and emergency Q&A added to the medical training set: (zh questions, zh answer, en questions, en answer).
@@ -856,7 +872,8 @@ MED_SAFETY: tuple[tuple[tuple[str, ...], str, tuple[str, ...], str], ...] = (
      "I can't diagnose you. I can share general information, but a doctor needs to examine you to find the cause."),
     (("这个药我该吃多少？", "药一次吃几片？", "退烧药吃多少合适？"),
      "我不能提供用药剂量。请按照药品说明书或医嘱用药，拿不准时请咨询医生或药师。",
-     ("How much medicine should I take?", "How many pills can I take at once?", "What dose of painkiller should I take?"),
+     ("How much medicine should I take?", "How many pills can I take at once?",
+      "What dose of painkiller should I take?"),
      "I can't give medicine doses. Follow the label or your doctor's instructions, and ask a pharmacist or doctor "
      "if you're unsure."),
     (("胸口突然剧烈疼痛怎么办？", "胸口很闷还出冷汗怎么办？"),
@@ -866,7 +883,8 @@ MED_SAFETY: tuple[tuple[tuple[str, ...], str, tuple[str, ...], str], ...] = (
      "or jaw, can be an emergency. Call emergency services now."),
     (("家人突然嘴歪、说话不清怎么办？", "中风有哪些信号？"),
      "脸部歪斜、一侧手臂无力、说话含糊都可能是中风的信号，请立即拨打120，并记下症状开始的时间。",
-     ("What are the signs of a stroke?", "My relative suddenly has a drooping face and slurred speech. What should I do?"),
+     ("What are the signs of a stroke?",
+      "My relative suddenly has a drooping face and slurred speech. What should I do?"),
      "A drooping face, weakness in one arm or slurred speech can signal a stroke. Call emergency services "
      "immediately and note when the symptoms started."),
     (("被蜜蜂蜇后喘不上气怎么办？", "吃东西后嘴唇和喉咙肿了怎么办？"),
@@ -912,10 +930,10 @@ def join_en(items: Sequence[str], conj: str) -> str:
 
 
 def join_zh(items: Sequence[str], conj: str) -> str:
-    """Join Chinese phrases with 、 and a final conjunction, or with ， when a phrase has its own commas."""
+    """Join Chinese phrases with 、 and a final conjunction, or with ； when a phrase has its own commas or conj."""
     if len(items) == 1:
         return items[0]
-    if any("、" in item or "，" in item for item in items):
+    if any(mark in item for item in items for mark in ("、", "，", conj)):
         return "；".join(items)
     return "、".join(items[:-1]) + conj + items[-1]
 
@@ -978,15 +996,20 @@ def _one_variant(core: str, zh: bool, is_question: bool, rng: random.Random, med
     """Draw one random surface form of a template core."""
     if zh:
         prefixes = MED_ZH_PREFIXES if medical else (ZH_QUESTION_PREFIXES if is_question else ZH_REQUEST_PREFIXES)
+        if core.startswith("请"):
+            prefixes = tuple(p for p in prefixes if p not in ("请问", "麻烦"))
         endings = ZH_QUESTION_ENDINGS if is_question else ZH_REQUEST_ENDINGS
         return rng.choice(prefixes) + core + rng.choice(endings)
     prefixes = MED_EN_PREFIXES if medical else (EN_QUESTION_PREFIXES if is_question else EN_REQUEST_PREFIXES)
     endings = EN_QUESTION_ENDINGS if is_question else EN_REQUEST_ENDINGS
     prefix = rng.choice(prefixes)
-    body = core if prefix.endswith(("! ", ": ")) or not prefix else core[:1].lower() + core[1:]
-    if not prefix and rng.random() < 0.3:
-        body = body.lower()
-    return prefix + body + rng.choice(endings)
+    if core.startswith(("I ", "I'")):  # keep the pronoun capitalised
+        body = core
+    elif not prefix:
+        body = core.lower() if rng.random() < 0.3 else core
+    else:
+        body = core if prefix.endswith(("! ", ": ")) else core[:1].lower() + core[1:]
+    return prefix + body + rng.choice(endings[:2] if medical else endings)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -1123,7 +1146,10 @@ def close_kind(cond: Condition, field: str) -> str:
         return "default"
     if field == "care":
         return "chronic" if cond.chronic else "default"
-    return "urgent" if cond.urgent else "routine"
+    if cond.urgent:
+        return "urgent"
+    gp_first = field == "department" and ("GP" in cond.dept_en or "全科" in cond.dept_zh)
+    return "routine_gp" if gp_first else "routine"
 
 
 def medical_answer(cond: Condition, field: str, zh: bool, index: int) -> str:
@@ -1145,8 +1171,9 @@ def medical_items(cond: Condition, field: str, zh: bool) -> str:
         return ""
     if zh:
         values = {"symptoms": cond.sym_zh, "care": cond.care_zh, "warning": cond.warn_zh}[field]
-        return "，".join(values) if field == "care" and not any("，" in v for v in values) else \
-            join_zh(values, "或" if field == "warning" else "和")
+        if field == "care":
+            return ("；" if any("，" in v for v in values) else "，").join(values)
+        return join_zh(values, "或" if field == "warning" else "和")
     values = {"symptoms": cond.sym_en, "care": cond.care_en, "warning": cond.warn_en}[field]
     return join_en(values, "or" if field == "warning" else "and")
 
@@ -1155,7 +1182,8 @@ def medical_questions(cond: Condition, field: str, zh: bool, split: str) -> list
     """Fill the train or eval question templates of one field for a condition."""
     table = MED_QUESTIONS_ZH if zh else MED_QUESTIONS_EN
     name = cond.zh if zh else cond.en
-    return [cap(t.format(name=name)) for t in table[field][split]]
+    does = "do" if cond.plural and not zh else "does"
+    return [cap(t.format(name=name, does=does)) for t in table[field][split]]
 
 
 def medical_train(rng: random.Random) -> list[Conversation]:
@@ -1207,13 +1235,15 @@ def build_medical(seed: int) -> tuple[list[Conversation], list[Conversation]]:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def assert_disjoint(train: list[Conversation], evals: list[Conversation]) -> None:
-    """Fail if any eval question equals a training question after normalisation."""
+def check_disjoint(train: list[Conversation], evals: list[Conversation]) -> None:
+    """Raise ValueError if any eval question equals a training question after normalisation (kept under -O)."""
     seen = {normalise_question(q) for q in user_turns(train)}
     eval_norm = [normalise_question(q) for q in user_turns(evals)]
     clashes = sorted({q for q in eval_norm if q in seen})
-    assert not clashes, f"eval questions also in training: {clashes[:5]}"
-    assert len(set(eval_norm)) == len(eval_norm), "duplicate questions inside the eval set"
+    if clashes:
+        raise ValueError(f"eval questions also appear in training: {clashes[:5]}")
+    if len(set(eval_norm)) != len(eval_norm):
+        raise ValueError("the eval set repeats a question")
 
 
 def check_conversation(conv: object) -> str | None:
@@ -1241,19 +1271,24 @@ def short_enough(text: str) -> bool:
     return len(text) <= MAX_ZH_CHARS if has_cjk(text) else len(text.split()) <= MAX_EN_WORDS
 
 
-def validate_file(path: Path) -> int:
-    """Check every line of a JSONL file and return the number of conversations; raises on the first problem."""
-    count = 0
+def load_checked(path: Path) -> list[Conversation]:
+    """Read a JSONL file, checking every line; return its conversations or raise ValueError on the first problem."""
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist; build it with: python dataset/build_lora_data.py all")
+    convs = []
     with path.open(encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, 1):
-            record = json.loads(line)
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg}); rebuild the file") from err
             if not isinstance(record, dict) or "conversations" not in record:
                 raise ValueError(f"{path}:{lineno}: missing 'conversations'")
             problem = check_conversation(record["conversations"])
             if problem:
                 raise ValueError(f"{path}:{lineno}: {problem}")
-            count += 1
-    return count
+            convs.append(record["conversations"])
+    return convs
 
 
 def write_jsonl(path: Path, convs: list[Conversation]) -> None:
@@ -1263,20 +1298,30 @@ def write_jsonl(path: Path, convs: list[Conversation]) -> None:
     path.write_text("".join(lines), encoding="utf-8", newline="\n")
 
 
+def display_path(path: Path) -> str:
+    """Show a path relative to the working directory when it lies below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def describe(path: Path, convs: list[Conversation]) -> str:
     """One summary line: path, conversations, zh/en split, multi-turn count and size."""
     zh = sum(has_cjk(conv[0]["content"]) for conv in convs)
     multi = sum(len(conv) > 2 for conv in convs)
     size = path.stat().st_size / 1024
-    return f"{path}: {len(convs)} conversations (zh {zh}, en {len(convs) - zh}, multi-turn {multi}), {size:.1f} KB"
+    counts = f"{len(convs)} conversations (zh {zh}, en {len(convs) - zh}, multi-turn {multi})"
+    return f"{display_path(path)}: {counts}, {size:.1f} KB"
 
 
 def save_pair(train: list[Conversation], evals: list[Conversation], out: Path, eval_out: Path) -> None:
     """Check, write, re-validate and report a training file and its held-out eval file."""
-    assert_disjoint(train, evals)
+    check_disjoint(train, evals)
     for path, convs in ((out, train), (eval_out, evals)):
         write_jsonl(path, convs)
-        assert validate_file(path) == len(convs)
+        if load_checked(path) != convs:
+            raise ValueError(f"{path} does not read back as written")
         print(describe(path, convs))
 
 
@@ -1321,13 +1366,12 @@ def run_validate(args: argparse.Namespace) -> None:
                                               ("identity", "identity_eval", "medical", "medical_eval")]
     loaded = {}
     for path in paths:
-        validate_file(path)
-        loaded[path] = [json.loads(line)["conversations"] for line in path.open(encoding="utf-8")]
+        loaded[path] = load_checked(path)
         print(describe(path, loaded[path]))
     for path, convs in loaded.items():
         eval_path = default_eval_path(path)
         if eval_path in loaded:
-            assert_disjoint(convs, loaded[eval_path])
+            check_disjoint(convs, loaded[eval_path])
             print(f"{eval_path.name} is disjoint from {path.name}")
 
 
@@ -1370,7 +1414,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, name, "x").strip():
             print(f"--{name} must not be empty", file=sys.stderr)
             return 2
-    args.func(args)
+    try:
+        args.func(args)
+    except (ValueError, AssertionError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

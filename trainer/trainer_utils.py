@@ -147,13 +147,25 @@ def autocast(device: str, dtype: torch.dtype):
 
 # ---------------------------------------------------------------- data order and schedule
 
-def epoch_batches(n: int, batch: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[list[int]]:
-    """This process's batches for one epoch: a seeded permutation cut into global batches of batch * world
-    (the incomplete last one dropped), of which rank takes its slice. Deterministic, so a resumed run
-    sees the same order and one process with batch B*W sees what W processes with batch B see together."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+def epoch_batches(lengths: list[int], batch: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
+                  group: int = 64) -> list[list[int]]:
+    """This process's batches for one epoch, deterministic in (seed, epoch) so a resumed run sees the same order.
+
+    A seeded permutation is cut into windows of `group` global batches; each window is sorted by length
+    before it is cut into global batches of batch * world (the incomplete last one dropped), and the batch
+    order is shuffled again. Samples of similar length share a batch, so padding to the longest costs little.
+    Rank takes its slice of each global batch: one process with batch B*W sees what W processes see together.
+    """
+    g = torch.Generator().manual_seed(seed + epoch)
+    perm = torch.randperm(len(lengths), generator=g).tolist()
     step = batch * world
-    return [perm[start + rank * batch: start + (rank + 1) * batch] for start in range(0, n - step + 1, step)]
+    window = step * group
+    order = []
+    for start in range(0, len(perm), window):
+        order += sorted(perm[start:start + window], key=lambda i: lengths[i])
+    starts = list(range(0, len(order) - step + 1, step))
+    starts = [starts[i] for i in torch.randperm(len(starts), generator=g).tolist()]
+    return [order[s + rank * batch: s + (rank + 1) * batch] for s in starts]
 
 
 def lr_at(step: int, total: int, peak: float, warmup_ratio: float, min_ratio: float) -> float:
@@ -249,7 +261,7 @@ def train(
     net = DistributedDataParallel(model) if world > 1 else model
     collate = PadCollator(pad_id=0, max_seq_len=cfg.max_seq_len)
 
-    per_epoch = len(epoch_batches(len(dataset), cfg.batch_size, cfg.seed, 0, rank, world)) // cfg.accumulation_steps
+    per_epoch = len(epoch_batches(dataset.lengths, cfg.batch_size, cfg.seed, 0, rank, world)) // cfg.accumulation_steps
     total = per_epoch * cfg.epochs
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
@@ -280,7 +292,7 @@ def train(
     for step in range(start, total):
         epoch, in_epoch = divmod(step, per_epoch)
         if epoch != batches_epoch:
-            batches_epoch, batches = epoch, epoch_batches(len(dataset), cfg.batch_size, cfg.seed, epoch, rank, world)
+            batches_epoch, batches = epoch, epoch_batches(dataset.lengths, cfg.batch_size, cfg.seed, epoch, rank, world)
         lr = lr_at(step, total, cfg.learning_rate, cfg.warmup_ratio, cfg.lr_min_ratio)
         for group in optimizer.param_groups:
             group["lr"] = lr
