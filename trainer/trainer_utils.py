@@ -259,7 +259,7 @@ def train(
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16 and device.startswith("cuda"))
     net = DistributedDataParallel(model) if world > 1 else model
-    collate = PadCollator(pad_id=0, max_seq_len=cfg.max_seq_len)
+    collate = PadCollator(pad_id=0, max_seq_len=cfg.max_seq_len, pad_multiple=16)
 
     per_epoch = len(epoch_batches(dataset.lengths, cfg.batch_size, cfg.seed, 0, rank, world)) // cfg.accumulation_steps
     total = per_epoch * cfg.epochs

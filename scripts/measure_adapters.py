@@ -1,0 +1,100 @@
+"""Measure the demo adapters on held-out data and print a Markdown table with the targets.
+
+    python scripts/measure_adapters.py            # out/full_sft_256 + out/lora/lora_{identity,medical}_256
+
+- identity: share of greedy answers to the held-out identity questions that name the persona, with the
+  identity adapter and with the base alone (and how often the base says its own name);
+- medical: assistant-token loss on held-out medical Q&A, base vs medical adapter;
+- retention: assistant-token loss on held-out general chat, base vs each adapter.
+"""
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from dataset.lm_dataset import SFTDataset
+from eval_llm import adapter_active, adapter_path, assistant_token_loss, expect_rate, first_user_turns, load_adapter
+from model.checkpoint import load_model, repo_path, weight_path
+from trainer.trainer_utils import autocast, load_tokenizer, resolve_dtype, run_cli
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """All figures as a dict (losses, rates, relative changes)."""
+    device = "cpu"
+    tokenizer = load_tokenizer(args.tokenizer_path)
+    save_dir = repo_path(args.save_dir)
+    model = load_model(weight_path(save_dir, args.weight, args.hidden_size)).eval()
+    for name in ("lora_identity", "lora_medical"):
+        load_adapter(model, adapter_path(save_dir, name, args.hidden_size))
+    data = {key: SFTDataset(repo_path(path), tokenizer, 340) for key, path in
+            (("medical", args.medical_eval), ("general", args.general_eval))}
+    prompts = first_user_turns(repo_path(args.identity_eval))
+    out: dict = {"identity_questions": len(prompts)}
+    with autocast(device, resolve_dtype(args.dtype, device)):
+        with adapter_active(model, None):
+            out["base_names_persona"] = expect_rate(model, tokenizer, prompts, args.persona)
+            out["base_names_itself"] = expect_rate(model, tokenizer, prompts, args.base_name)
+            out["base_medical_loss"] = assistant_token_loss(model, data["medical"])[0]
+            out["base_general_loss"] = assistant_token_loss(model, data["general"])[0]
+        with adapter_active(model, "lora_identity"):
+            out["identity_names_persona"] = expect_rate(model, tokenizer, prompts, args.persona)
+            out["identity_general_loss"] = assistant_token_loss(model, data["general"])[0]
+        with adapter_active(model, "lora_medical"):
+            out["medical_medical_loss"] = assistant_token_loss(model, data["medical"])[0]
+            out["medical_general_loss"] = assistant_token_loss(model, data["general"])[0]
+    out["medical_loss_drop"] = 1 - out["medical_medical_loss"] / out["base_medical_loss"]
+    out["identity_retention_rise"] = out["identity_general_loss"] / out["base_general_loss"] - 1
+    out["medical_retention_rise"] = out["medical_general_loss"] / out["base_general_loss"] - 1
+    return out
+
+
+def table(m: dict, persona: str, base_name: str) -> str:
+    """The figures as Markdown, each against its target."""
+    def row(what: str, value: str, target: str, met: bool) -> str:
+        return f"| {what} | {value} | {target} | {'met' if met else 'missed'} |"
+
+    n = m["identity_questions"]
+    return "\n".join([
+        "| measure | value | target | |",
+        "| --- | --- | --- | --- |",
+        row(f"{n} held-out identity questions naming {persona}, with lora_identity",
+            f"{100 * m['identity_names_persona']:.0f}%", ">= 90%", m["identity_names_persona"] >= 0.9),
+        row(f"... naming {persona}, base alone (base names {base_name} in {100 * m['base_names_itself']:.0f}%)",
+            f"{100 * m['base_names_persona']:.0f}%", "<= 10%", m["base_names_persona"] <= 0.1),
+        row("held-out medical Q&A loss, base -> lora_medical",
+            f"{m['base_medical_loss']:.3f} -> {m['medical_medical_loss']:.3f} "
+            f"(-{100 * m['medical_loss_drop']:.0f}%)", ">= 25% lower", m["medical_loss_drop"] >= 0.25),
+        row("held-out general chat loss with lora_identity (base " f"{m['base_general_loss']:.3f})",
+            f"{m['identity_general_loss']:.3f} ({100 * m['identity_retention_rise']:+.1f}%)", "<= +10%",
+            m["identity_retention_rise"] <= 0.1),
+        row("held-out general chat loss with lora_medical",
+            f"{m['medical_general_loss']:.3f} ({100 * m['medical_retention_rise']:+.1f}%)", "<= +10%",
+            m["medical_retention_rise"] <= 0.1),
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--save_dir", default="out")
+    parser.add_argument("--weight", default="full_sft")
+    parser.add_argument("--hidden_size", type=int, default=256)
+    parser.add_argument("--tokenizer_path", default="model")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--identity_eval", default="dataset/lora_identity_eval.jsonl")
+    parser.add_argument("--medical_eval", default="dataset/lora_medical_eval.jsonl")
+    parser.add_argument("--general_eval", default="dataset/sft_demo_eval.jsonl")
+    parser.add_argument("--persona", default="Nova")
+    parser.add_argument("--base_name", default="Pebble")
+    parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
+    args = parser.parse_args()
+    figures = measure(args)
+    print(table(figures, args.persona, args.base_name))
+    if args.json:
+        print(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    run_cli(main)
