@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from datasets import load_dataset
+from datasets import Dataset
 from datasets.utils.logging import disable_progress_bar
 
 from model.checkpoint import PebbleError
@@ -48,30 +48,37 @@ def check_line(obj, kind: str) -> Optional[str]:
     return None
 
 
-def validate_jsonl(path: Path, kind: str) -> int:
-    """Check every line of a JSONL file; raise PebbleError naming the first bad line. Returns the record count."""
+def read_jsonl(path: Path, kind: str, skip_bad_lines: bool = False) -> tuple[list, list[str]]:
+    """Parse and check every line of a JSONL file -> (the records' "text" or "conversations" values, problems).
+
+    A bad line raises PebbleError naming the file and line, unless skip_bad_lines: then it is left out and
+    described in the returned problems.
+    """
     if not path.is_file():
         raise PebbleError(f"{path} does not exist; pass an existing JSONL file with --data_path")
-    count = 0
+    records, problems = [], []
     with open(path, "rb") as f:
         for n, raw in enumerate(f, 1):
             try:
                 line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise PebbleError(f"{path}:{n}: the line is not valid UTF-8; re-save the file as UTF-8") from None
-            if not line.strip():
-                continue
-            try:
+                if not line.strip():
+                    continue
                 obj = json.loads(line)
+                problem = check_line(obj, kind)
+            except UnicodeDecodeError:
+                problem = "the line is not valid UTF-8; re-save the file as UTF-8"
             except json.JSONDecodeError as e:
-                raise PebbleError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
-            problem = check_line(obj, kind)
-            if problem:
-                raise PebbleError(f"{path}:{n}: {problem}")
-            count += 1
-    if count == 0:
-        raise PebbleError(f"{path} holds no records; it must have one JSON object per line")
-    return count
+                problem = f"not valid JSON ({e.msg} at column {e.colno})"
+            if problem is None:
+                records.append(obj["text"] if kind == "text" else
+                               [{"role": t["role"], "content": t["content"]} for t in obj["conversations"]])
+            elif skip_bad_lines:
+                problems.append(f"{path.name}:{n}: {problem}")
+            else:
+                raise PebbleError(f"{path}:{n}: {problem} (or pass --skip_bad_lines 1 to skip such lines)")
+    if not records:
+        raise PebbleError(f"{path} holds no usable records; it must have one JSON object per line")
+    return records, problems
 
 
 def assistant_labels(ids: list[int], start: list[int], end_id: int) -> list[int]:
@@ -94,17 +101,17 @@ def assistant_labels(ids: list[int], start: list[int], end_id: int) -> list[int]
 
 
 class TokenizedJsonl(torch.utils.data.Dataset):
-    """A JSONL file loaded with `datasets` and tokenized once (cached on disk by `datasets`)."""
+    """A checked JSONL file held as a `datasets.Dataset`, tokenized once up front (not at every step)."""
 
     kind = ""
 
-    def __init__(self, data_path, tokenizer, max_seq_len: int = 340):
+    def __init__(self, data_path, tokenizer, max_seq_len: int = 340, skip_bad_lines: bool = False):
         self.path = Path(data_path)
         self.max_seq_len = max_seq_len
-        validate_jsonl(self.path, self.kind)
-        raw = load_dataset("json", data_files=str(self.path), split="train")
-        columns = [c for c in raw.column_names]
-        self.data = raw.map(self.tokenize, batched=True, remove_columns=columns, fn_kwargs={"tokenizer": tokenizer})
+        records, self.skipped = read_jsonl(self.path, self.kind, skip_bad_lines)
+        # Only the checked field goes to Arrow, so stray extra fields of mixed types cannot break the load.
+        raw = Dataset.from_dict({self.kind: records})
+        self.data = raw.map(self.tokenize, batched=True, remove_columns=[self.kind], fn_kwargs={"tokenizer": tokenizer})
         self.data.set_format("python")
         lengths = self.data["length"]
         self.num_truncated = sum(n > max_seq_len for n in lengths)

@@ -15,14 +15,15 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import torch
 import torch.distributed as dist
 
 from dataset.lm_dataset import SFTDataset
 from model.chat import generate_replies
 from model.checkpoint import PebbleError, fingerprint, load_model, repo_path, weight_path
 from model.model_lora import apply_lora, load_lora, lora_disabled, mark_only_lora_trainable, merge_lora, save_lora
-from trainer.trainer_utils import (TrainConfig, is_main_process, load_tokenizer, parse_config, resolve_dtype,
-                                   run_cli, setup_distributed, train)
+from trainer.trainer_utils import (TrainConfig, is_main_process, load_data, load_tokenizer, parse_config,
+                                   resolve_dtype, run_cli, setup_distributed, train)
 
 
 @dataclass
@@ -82,7 +83,7 @@ def main() -> None:
     cfg.save_dir = str(repo_path(cfg.save_dir))
     tokenizer = load_tokenizer(cfg.tokenizer_path)
     data_path = repo_path(cfg.data_path)
-    data = SFTDataset(data_path, tokenizer, cfg.max_seq_len)
+    data = load_data(cfg, SFTDataset, tokenizer)
     # 2. the frozen base, with a preset adapter folded in if asked
     model = load_model(weight_path(cfg.save_dir, cfg.from_weight, cfg.hidden_size))
     hidden = model.config.hidden_size
@@ -91,7 +92,8 @@ def main() -> None:
         load_lora(model, weight_path(lora_dir, cfg.preset_lora, hidden))
         merge_lora(model, permanent=True)
     base_fingerprint = fingerprint(model)
-    # 3. the adapter: fresh, or continued from a file
+    # 3. the adapter: fresh (seeded, so a rerun starts from the same A), or continued from a file
+    torch.manual_seed(cfg.seed)
     if cfg.lora_checkpoint != "none":
         load_lora(model, repo_path(cfg.lora_checkpoint), name=cfg.lora_name)
         mark_only_lora_trainable(model, cfg.lora_name)
@@ -100,9 +102,7 @@ def main() -> None:
                    name=cfg.lora_name, verbose=is_main_process())
     model.to(device)
     if is_main_process():
-        print(f"{len(data)} conversations from {cfg.data_path} ({data.num_truncated} truncated to "
-              f"{cfg.max_seq_len} tokens); base {cfg.from_weight} hidden {hidden}; "
-              f"dtype {resolve_dtype(cfg.dtype, device)}; {world} process(es)")
+        print(f"base {cfg.from_weight} hidden {hidden}; dtype {resolve_dtype(cfg.dtype, device)}; {world} process(es)")
     probes = probe_prompts(data_path, cfg.probe_count)
     with lora_disabled(model):
         show_probes(model, tokenizer, probes, "base, before training")

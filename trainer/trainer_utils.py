@@ -55,7 +55,7 @@ class TrainConfig:
     from_resume: int = 0  # 1: continue from the last checkpoint of this run
     max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs); for smoke tests
     seed: int = 42
-    num_workers: int = 0
+    skip_bad_lines: int = 0  # 1: leave out malformed JSONL lines (and list them) instead of stopping
 
     def validate(self) -> None:
         """Reject values no run can use, with the flag's name."""
@@ -352,6 +352,17 @@ def load_tokenizer(path: str):
     return AutoTokenizer.from_pretrained(str(directory))
 
 
+def load_data(cfg: TrainConfig, dataset_cls: type, tokenizer):
+    """The training data, tokenized; prints how many samples, how many were truncated or skipped and why."""
+    data = dataset_cls(repo_path(cfg.data_path), tokenizer, cfg.max_seq_len, skip_bad_lines=bool(cfg.skip_bad_lines))
+    if is_main_process():
+        print(f"{len(data)} samples from {cfg.data_path}; {data.num_truncated} truncated to {cfg.max_seq_len} tokens")
+        if data.skipped:
+            shown = "; ".join(data.skipped[:10]) + (" ..." if len(data.skipped) > 10 else "")
+            print(f"skipped {len(data.skipped)} bad line(s): {shown}")
+    return data
+
+
 def init_model(cfg: TrainConfig, tokenizer) -> PebbleForCausalLM:
     """The model to train: out/{from_weight}_{hidden}.* if given, else a fresh one sized by the flags."""
     if cfg.from_weight != "none":
@@ -371,14 +382,13 @@ def run_stage(cfg: TrainConfig, dataset_cls: type) -> None:
     rank, world, device = setup_distributed(cfg.device)
     cfg.save_dir = str(repo_path(cfg.save_dir))
     tokenizer = load_tokenizer(cfg.tokenizer_path)
-    data = dataset_cls(repo_path(cfg.data_path), tokenizer, cfg.max_seq_len)
+    data = load_data(cfg, dataset_cls, tokenizer)
     # 2. model (seeded, so that every process and every rerun starts from the same weights)
     torch.manual_seed(cfg.seed)
     model = init_model(cfg, tokenizer).to(device)
     total, _ = count_parameters(model)
     out_path = Path(cfg.save_dir) / f"{cfg.save_weight}_{model.config.hidden_size}.safetensors"
     if is_main_process():
-        print(f"{len(data)} samples from {cfg.data_path} ({data.num_truncated} truncated to {cfg.max_seq_len} tokens)")
         print(f"model: {total / 1e6:.2f}M parameters, hidden {model.config.hidden_size}, "
               f"{model.config.num_hidden_layers} layers; dtype {resolve_dtype(cfg.dtype, device)}; {world} process(es)")
     # 3. train, saving the artifact at every checkpoint

@@ -1,0 +1,67 @@
+"""Measure the chat base: held-out loss, how often a reply ends with <|im_end|>, and sample answers.
+
+    python scripts/measure_base.py                 # out/full_sft_256 on dataset/sft_demo_eval.jsonl
+"""
+import argparse
+import math
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch
+
+from dataset.lm_dataset import SFTDataset
+from eval_llm import assistant_token_loss, first_user_turns
+from model.chat import encode_prompt, reply
+from model.checkpoint import load_model, repo_path, weight_path
+from trainer.trainer_utils import autocast, load_tokenizer, resolve_dtype, run_cli
+
+SAMPLE_PROMPTS = ["你好，你是谁？", "Who are you?", "法国的首都是哪里？", "What is 7 times 8?",
+                  "“苹果”用英语怎么说？", "Tell me a joke.", "这条评论是正面还是负面？\n房间干净，服务也很热情。"]
+
+
+@torch.inference_mode()
+def eos_rate(model, tokenizer, conversations: list, max_new_tokens: int, batch_size: int = 32) -> float:
+    """Share of greedy replies that emit <|im_end|> within max_new_tokens."""
+    ended = 0
+    for start in range(0, len(conversations), batch_size):
+        prompts = [encode_prompt(tokenizer, c) for c in conversations[start:start + batch_size]]
+        width = max(len(p) for p in prompts)
+        ids = torch.zeros(len(prompts), width, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p):], mask[i, width - len(p):] = torch.tensor(p), 1
+        out = model.generate(ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                             eos_token_id=tokenizer.eos_token_id)
+        ended += int((out[:, width:] == tokenizer.eos_token_id).any(dim=1).sum())
+    return ended / len(conversations)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--save_dir", default="out")
+    parser.add_argument("--weight", default="full_sft")
+    parser.add_argument("--hidden_size", type=int, default=256)
+    parser.add_argument("--tokenizer_path", default="model")
+    parser.add_argument("--eval_data", default="dataset/sft_demo_eval.jsonl")
+    parser.add_argument("--max_new_tokens", type=int, default=128)
+    args = parser.parse_args()
+    tokenizer = load_tokenizer(args.tokenizer_path)
+    path = weight_path(repo_path(args.save_dir), args.weight, args.hidden_size)
+    model = load_model(path).eval()
+    data = SFTDataset(repo_path(args.eval_data), tokenizer, 340)
+    with autocast("cpu", resolve_dtype("auto", "cpu")):
+        loss, tokens = assistant_token_loss(model, data)
+        rate = eos_rate(model, tokenizer, first_user_turns(data.path), args.max_new_tokens)
+        answers = [(p, reply(model, tokenizer, p, max_new_tokens=64)) for p in SAMPLE_PROMPTS]
+    print(f"{path.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+    print(f"held-out loss on {args.eval_data}: {loss:.3f} (perplexity {math.exp(loss):.2f}, {tokens} assistant tokens)")
+    print(f"greedy replies that end with <|im_end|> within {args.max_new_tokens} tokens: {100 * rate:.1f}% "
+          f"of {len(data)} held-out prompts")
+    for p, a in answers:
+        print(f"| {p!r} | {a} |")
+
+
+if __name__ == "__main__":
+    run_cli(main)
