@@ -105,10 +105,15 @@ class TokenizedJsonl(torch.utils.data.Dataset):
 
     kind = ""
 
-    def __init__(self, data_path, tokenizer, max_seq_len: int = 340, skip_bad_lines: bool = False):
+    def __init__(self, data_path, tokenizer, max_seq_len: int = 340, skip_bad_lines: bool = False,
+                 sample: Optional[tuple[int, int]] = None):
+        """sample=(n, seed) keeps a seeded random n of the records (all if fewer), before tokenizing."""
         self.path = Path(data_path)
         self.max_seq_len = max_seq_len
         records, self.skipped = read_jsonl(self.path, self.kind, skip_bad_lines)
+        if sample is not None:
+            keep = torch.randperm(len(records), generator=torch.Generator().manual_seed(sample[1]))[:sample[0]]
+            records = [records[i] for i in sorted(keep.tolist())]
         # Only the checked field goes to Arrow, so stray extra fields of mixed types cannot break the load.
         raw = Dataset.from_dict({self.kind: records})
         self.data = raw.map(self.tokenize, batched=True, remove_columns=[self.kind], fn_kwargs={"tokenizer": tokenizer})
@@ -151,6 +156,22 @@ class SFTDataset(TokenizedJsonl):
         start = tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
         labels = [assistant_labels(x, start, tokenizer.eos_token_id) for x in ids]
         return {"input_ids": ids, "labels": labels, "length": [len(x) for x in ids]}
+
+
+class ConcatDatasets(torch.utils.data.Dataset):
+    """Several tokenized datasets as one (e.g. task data plus replayed general chat), with their lengths."""
+
+    def __init__(self, parts: list[TokenizedJsonl]):
+        self.index = [(d, i) for d in parts for i in range(len(d))]
+        self.lengths = [n for d in parts for n in d.lengths]
+        self.num_truncated = sum(d.num_truncated for d in parts)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict:
+        dataset, j = self.index[i]
+        return dataset[j]
 
 
 class PadCollator:

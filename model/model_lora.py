@@ -38,7 +38,8 @@ class LoRAAdapter(nn.Module):
         nn.init.zeros_(self.B.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.B(self.A(self.dropout(x))) * self.scale
+        # The adapter keeps its own dtype (float32) even when the frozen base runs in bfloat16.
+        return (self.B(self.A(self.dropout(x.to(self.A.weight.dtype)))) * self.scale).to(x.dtype)
 
     def delta_weight(self) -> torch.Tensor:
         """(alpha / r) B A in float32, shaped like the base weight (out, in)."""
@@ -157,6 +158,7 @@ def apply_lora(
     alpha defaults to rank (scale 1, as MiniMind's adapters). Prints total, LoRA and trainable counts.
     """
     alpha = float(rank if alpha is None else alpha)
+    check_adapter_name(name)
     for path in find_targets(model, targets):
         layer = wrap_layer(model, path)
         if name in layer.lora:
@@ -167,6 +169,12 @@ def apply_lora(
     if verbose:
         print(lora_summary(model, name))
     return model
+
+
+def check_adapter_name(name: str) -> None:
+    """Adapter names become module names: no dots, not empty."""
+    if not name or "." in name:
+        raise PebbleError(f"adapter name {name!r} must be non-empty and contain no '.'")
 
 
 def mark_only_lora_trainable(model: nn.Module, name: str) -> None:
@@ -349,6 +357,7 @@ def load_lora(model: nn.Module, path: PathLike, name: Optional[str] = None, allo
         if pair["A"].shape != (rank, layer.in_features) or pair["B"].shape != (layer.out_features, rank):
             raise PebbleError(f"{path}: {module} has A {tuple(pair['A'].shape)} and B {tuple(pair['B'].shape)}, "
                               f"which do not fit a {layer.in_features}->{layer.out_features} layer; wrong base")
+    check_adapter_name(name)
     if name in adapter_names(model):
         raise PebbleError(f"an adapter named {name!r} is already loaded")
     for module, pair in modules.items():

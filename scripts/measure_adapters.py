@@ -5,12 +5,15 @@
 - identity: share of greedy answers to the held-out identity questions that name the persona, with the
   identity adapter and with the base alone (and how often the base says its own name);
 - medical: assistant-token loss on held-out medical Q&A, base vs medical adapter;
-- retention: assistant-token loss on held-out general chat, base vs each adapter.
+- retention: assistant-token loss on held-out general chat, base vs each adapter. The few held-out
+  conversations about the base's own identity (those that mention its name) are left out: changing those
+  answers is the identity adapter's job, not a loss of general ability.
 """
 import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -21,6 +24,14 @@ from model.checkpoint import load_model, repo_path, weight_path
 from trainer.trainer_utils import autocast, load_tokenizer, resolve_dtype, run_cli
 
 
+def without_word(path: Path, word: str, out_dir: Path) -> Path:
+    """A copy of a JSONL file without the lines that contain word."""
+    out = out_dir / path.name
+    with open(path, encoding="utf-8") as f, open(out, "w", encoding="utf-8") as g:
+        g.writelines(line for line in f if word not in line)
+    return out
+
+
 def measure(args: argparse.Namespace) -> dict:
     """All figures as a dict (losses, rates, relative changes)."""
     device = "cpu"
@@ -29,8 +40,9 @@ def measure(args: argparse.Namespace) -> dict:
     model = load_model(weight_path(save_dir, args.weight, args.hidden_size)).eval()
     for name in ("lora_identity", "lora_medical"):
         load_adapter(model, adapter_path(save_dir, name, args.hidden_size))
-    data = {key: SFTDataset(repo_path(path), tokenizer, 340) for key, path in
-            (("medical", args.medical_eval), ("general", args.general_eval))}
+    general = without_word(repo_path(args.general_eval), args.base_name, Path(tempfile.mkdtemp()))
+    data = {"medical": SFTDataset(repo_path(args.medical_eval), tokenizer, 340),
+            "general": SFTDataset(general, tokenizer, 340)}
     prompts = first_user_turns(repo_path(args.identity_eval))
     out: dict = {"identity_questions": len(prompts)}
     with autocast(device, resolve_dtype(args.dtype, device)):

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from dataset.lm_dataset import PretrainDataset
-from model.checkpoint import load_model
+from model.checkpoint import PebbleError, load_model
 from model.model_lora import load_lora, read_lora
 from trainer.train_tokenizer import train_tokenizer
 from trainer.trainer_utils import TrainConfig, init_model, train
@@ -75,6 +75,18 @@ def test_every_stage_runs_and_writes_what_it_should(workdir):
     assert load_lora(sft, adapter) == "lora_identity"
     _, meta = read_lora(adapter)
     assert meta["rank"] == 4 and meta["data"] == "sft.jsonl" and meta["base_weight"] == "full_sft"
+
+    # Differential LoRA: a second adapter trained on top of the base with the first merged in belongs to
+    # that merged base, so the plain base refuses it; continuing an adapter keeps its shape.
+    run("train_lora.py", *common, "--data_path", str(workdir / "sft.jsonl"), "--max_steps", "2", "--rank", "4",
+        "--lora_name", "lora_second", "--preset_lora", "lora_identity", cwd=workdir)
+    second = out / "lora" / "lora_second_32.safetensors"
+    assert read_lora(second)[1]["preset_lora"] == "lora_identity"
+    with pytest.raises(PebbleError, match="fingerprint"):
+        load_lora(load_model(out / "full_sft_32.safetensors"), second)
+    run("train_lora.py", *common, "--data_path", str(workdir / "sft.jsonl"), "--max_steps", "2",
+        "--lora_name", "lora_more", "--lora_checkpoint", str(adapter), cwd=workdir)
+    assert read_lora(out / "lora" / "lora_more_32.safetensors")[1]["rank"] == 4
 
 
 def test_a_user_mistake_is_one_line_not_a_traceback(workdir):

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch
 import torch.distributed as dist
 
-from dataset.lm_dataset import SFTDataset
+from dataset.lm_dataset import ConcatDatasets, SFTDataset
 from model.chat import generate_replies
 from model.checkpoint import PebbleError, fingerprint, load_model, repo_path, weight_path
 from model.model_lora import apply_lora, load_lora, lora_disabled, mark_only_lora_trainable, merge_lora, save_lora
@@ -38,11 +38,17 @@ class LoRATrainConfig(TrainConfig):
     preset_lora: str = "none"  # merge out/lora/{preset_lora}_{hidden} into the base first, train a new one on top
     lora_checkpoint: str = "none"  # an adapter file to continue training
     probe_count: int = 2  # prompts answered before and after training (from the held-out file if there is one)
+    # General chat mixed into the task data, as a share of the task's size ("none" or 0 to turn off). Replaying
+    # what the base was tuned on keeps the adapter from overwriting everything else the base does.
+    replay_data: str = "dataset/sft_demo.jsonl"
+    replay_ratio: float = 0.5
 
     def validate(self) -> None:
         super().validate()
         if self.rank <= 0:
             raise PebbleError(f"--rank must be positive, got {self.rank}")
+        if not self.lora_name or "." in self.lora_name:
+            raise PebbleError(f"--lora_name {self.lora_name!r} must be non-empty and contain no '.'")
 
 
 def probe_prompts(data_path: Path, count: int) -> list[str]:
@@ -84,6 +90,12 @@ def main() -> None:
     tokenizer = load_tokenizer(cfg.tokenizer_path)
     data_path = repo_path(cfg.data_path)
     data = load_data(cfg, SFTDataset, tokenizer)
+    if cfg.replay_data != "none" and cfg.replay_ratio > 0:
+        count = round(cfg.replay_ratio * len(data))
+        replay = SFTDataset(repo_path(cfg.replay_data), tokenizer, cfg.max_seq_len, sample=(count, cfg.seed))
+        data = ConcatDatasets([data, replay])
+        if is_main_process():
+            print(f"+ {len(replay)} replayed conversations from {cfg.replay_data} (--replay_ratio {cfg.replay_ratio})")
     # 2. the frozen base, with a preset adapter folded in if asked
     model = load_model(weight_path(cfg.save_dir, cfg.from_weight, cfg.hidden_size))
     hidden = model.config.hidden_size
@@ -108,7 +120,8 @@ def main() -> None:
         show_probes(model, tokenizer, probes, "base, before training")
     # 4. train, writing the adapter at every checkpoint
     out_path = lora_dir / f"{cfg.lora_name}_{hidden}.safetensors"
-    extra = {"data": data_path.name, "base_weight": cfg.from_weight, "preset_lora": cfg.preset_lora}
+    extra = {"data": data_path.name, "base_weight": cfg.from_weight, "preset_lora": cfg.preset_lora,
+             "replay": f"{cfg.replay_data} x {cfg.replay_ratio}"}
 
     def save(m) -> None:
         save_lora(m, out_path, name=cfg.lora_name, base_fingerprint=base_fingerprint, **extra)
