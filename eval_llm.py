@@ -26,7 +26,7 @@ import torch
 from dataset.lm_dataset import IGNORE_INDEX, PadCollator, SFTDataset, TokenizedJsonl
 from model.chat import Messages, generate_replies
 from model.checkpoint import PebbleError, load_model, repo_path, weight_path
-from model.model_lora import ActiveSpec, adapter_names, load_lora, lora_layers, set_active_lora
+from model.model_lora import ActiveSpec, adapter_active, adapter_names, load_lora, lora_layers, set_active_lora
 from trainer.trainer_utils import TrainConfig, autocast, count_parameters, load_tokenizer, resolve_dtype, run_cli
 
 EXPECT_NEW_TOKENS = 64  # reply length for --expect: enough for a self-introduction
@@ -167,18 +167,6 @@ def active_adapters(model) -> list[str]:
 def active_label(model) -> str:
     """What answers now: 'base' or the active adapters joined by '+'."""
     return "+".join(active_adapters(model)) or "base"
-
-
-@contextlib.contextmanager
-def adapter_active(model, spec: ActiveSpec):
-    """Run the block with only `spec` active (None: the base alone); the previous choice comes back after."""
-    saved = {path: dict(layer.active) for path, layer in lora_layers(model)}
-    try:
-        set_active_lora(model, spec)
-        yield model
-    finally:
-        for path, layer in lora_layers(model):
-            layer.active = saved[path]
 
 
 def every_variant(model) -> list[tuple[str, ActiveSpec]]:

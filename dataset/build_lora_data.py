@@ -1110,10 +1110,14 @@ def identity_eval(persona: Persona) -> list[Conversation]:
     return convs
 
 
-def build_identity(persona: Persona, seed: int) -> tuple[list[Conversation], list[Conversation]]:
-    """Build the identity training and eval conversations."""
+def build_identity(persona: Persona, seed: int,
+                   chitchat: bool = False) -> tuple[list[Conversation], list[Conversation]]:
+    """Build the identity training and eval conversations.
+
+    Without chitchat, the set holds only persona conversations: train_lora.py replays the base's own general
+    chat next to it (--replay_ratio), which keeps general answers better than hand-written chit-chat does."""
     rng = random.Random(seed)
-    train = identity_pairs(persona, rng, 7) + chat_pairs(rng) + multi_turn_pairs(persona, rng, 40)
+    train = identity_pairs(persona, rng, 7) + (chat_pairs(rng) if chitchat else []) + multi_turn_pairs(persona, rng, 40)
     train = dedupe_single_turn(train)
     rng.shuffle(train)
     evals = identity_eval(persona)
@@ -1339,7 +1343,7 @@ def run_identity(args: argparse.Namespace) -> None:
     """Handle the 'identity' sub-command."""
     persona = Persona(args.name, args.maker, args.name_zh or args.name, args.maker_zh or args.maker)
     out = Path(args.out)
-    train, evals = build_identity(persona, args.seed)
+    train, evals = build_identity(persona, args.seed, args.with_chitchat)
     save_pair(train, evals, out, Path(args.eval_out) if args.eval_out else default_eval_path(out))
 
 
@@ -1387,6 +1391,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ident.add_argument("--maker_zh", default="", help="maker used in Chinese answers (default: --maker)")
     ident.add_argument("--out", default=str(DATA_DIR / "lora_identity.jsonl"), help="training JSONL path")
     ident.add_argument("--eval_out", default="", help="eval JSONL path (default: <out stem>_eval.jsonl)")
+    ident.add_argument("--with_chitchat", action="store_true",
+                       help="also add ordinary chit-chat (off by default: train_lora.py replays general chat)")
     ident.set_defaults(func=run_identity)
 
     med = sub.add_parser("medical", help="general health Q&A set plus held-out eval questions")

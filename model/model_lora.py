@@ -226,16 +226,20 @@ def set_active_lora(model: nn.Module, spec: ActiveSpec) -> None:
 
 
 @contextlib.contextmanager
-def lora_disabled(model: nn.Module):
-    """Run the base model alone inside the block; the previous active set comes back afterwards."""
+def adapter_active(model: nn.Module, spec: ActiveSpec):
+    """Run the block with only `spec` active (None: the base alone); the previous choice comes back after."""
     saved = {path: dict(layer.active) for path, layer in lora_layers(model)}
     try:
-        for _, layer in lora_layers(model):
-            layer.active = {}
+        set_active_lora(model, spec)
         yield model
     finally:
         for path, layer in lora_layers(model):
             layer.active = saved[path]
+
+
+def lora_disabled(model: nn.Module):
+    """Run the base model alone inside the block; the previous active set comes back afterwards."""
+    return adapter_active(model, None)
 
 
 # ---------------------------------------------------------------- merging

@@ -19,8 +19,9 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dataset.lm_dataset import SFTDataset
-from eval_llm import adapter_active, adapter_path, assistant_token_loss, expect_rate, first_user_turns, load_adapter
+from eval_llm import adapter_path, assistant_token_loss, expect_rate, first_user_turns, load_adapter
 from model.checkpoint import load_model, repo_path, weight_path
+from model.model_lora import adapter_active
 from trainer.trainer_utils import autocast, load_tokenizer, resolve_dtype, run_cli
 
 

@@ -41,7 +41,7 @@ class LoRATrainConfig(TrainConfig):
     # General chat mixed into the task data, as a share of the task's size ("none" or 0 to turn off). Replaying
     # what the base was tuned on keeps the adapter from overwriting everything else the base does.
     replay_data: str = "dataset/sft_demo.jsonl"
-    replay_ratio: float = 0.5
+    replay_ratio: float = 1.0
 
     def validate(self) -> None:
         super().validate()
