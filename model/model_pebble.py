@@ -188,12 +188,10 @@ class Attention(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, hd)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, nkv, T_past + T, hd)
-        if self.n_kv != self.n_heads:  # repeat each kv head for its group of query heads
-            rep = self.n_heads // self.n_kv
-            k = k[:, :, None].expand(B, self.n_kv, rep, *k.shape[2:]).reshape(B, self.n_heads, *k.shape[2:])
-            v = v[:, :, None].expand(B, self.n_kv, rep, *v.shape[2:]).reshape(B, self.n_heads, *v.shape[2:])
         # With no mask the queries are the last T of the keys: plain causal attention (T == 1 needs none).
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1)
+        # enable_gqa lets each group of query heads read its kv head in place: no copy of the (cached) k and v.
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
+                                           enable_gqa=self.n_kv != self.n_heads)
         y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.hd)  # (B, T, nh * hd)
         return self.o_proj(y)
 

@@ -17,8 +17,8 @@ from model.chat import encode_prompt, reply
 from model.checkpoint import load_model, repo_path, weight_path
 from trainer.trainer_utils import autocast, load_tokenizer, resolve_dtype, run_cli
 
-SAMPLE_PROMPTS = ["你好，你是谁？", "Who are you?", "法国的首都是哪里？", "What is 7 times 8?",
-                  "“苹果”用英语怎么说？", "Tell me a joke.", "这条评论是正面还是负面？\n房间干净，服务也很热情。"]
+SAMPLE_PROMPTS = ["你好，你是谁？", "Who are you?", "法国的首都是哪里？", "What is 7 times 8?", "“苹果”用英语怎么说？",
+                  "Tell me a joke.", "这条评论是正面还是负面？\n房间干净，服务也很热情。"]
 
 
 @torch.inference_mode()

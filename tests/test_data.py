@@ -28,8 +28,11 @@ def test_special_token_ids_match_minimind(tokenizer):
     assert (tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id) == (0, 1, 2)
 
 
-@pytest.mark.parametrize("text", ["你好，世界！今天天气怎么样？", "Hello, Pebble: the quick brown fox.", "emoji 🪨🎉👍🏽 ok",
-                                  "<|im_start|>user\n混合 mixed 😀<|im_end|>\n", "  tabs\tand\nnewlines  ", "ünïcödé ß"])
+ROUND_TRIP = ["你好，世界！今天天气怎么样？", "Hello, Pebble: the quick brown fox.", "emoji 🪨🎉👍🏽 ok",
+              "<|im_start|>user\n混合 mixed 😀<|im_end|>\n", "  tabs\tand\nnewlines  ", "ünïcödé ß"]
+
+
+@pytest.mark.parametrize("text", ROUND_TRIP)
 def test_tokenizer_round_trips(tokenizer, text):
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     assert tokenizer.decode(ids) == text

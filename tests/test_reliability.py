@@ -181,3 +181,13 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_adapter(t
     assert want.keys() == got.keys()
     for k in want:
         assert torch.equal(want[k], got[k]), k
+
+
+def test_tokenizer_larger_than_the_model_vocab_is_refused(tokenizer, tmp_path):
+    from trainer.trainer_utils import init_model
+
+    torch.manual_seed(0)
+    save_model(PebbleForCausalLM(PebbleConfig(**{**TINY, "vocab_size": 300})), tmp_path / "small_32.safetensors")
+    cfg = TrainConfig(save_dir=str(tmp_path), hidden_size=32, from_weight="small")
+    with pytest.raises(PebbleError, match="6400 tokens but the model only 300"):
+        init_model(cfg, tokenizer)

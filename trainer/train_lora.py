@@ -22,7 +22,7 @@ from dataset.lm_dataset import ConcatDatasets, SFTDataset
 from model.chat import generate_replies
 from model.checkpoint import PebbleError, fingerprint, load_model, repo_path, weight_path
 from model.model_lora import apply_lora, load_lora, lora_disabled, mark_only_lora_trainable, merge_lora, save_lora
-from trainer.trainer_utils import (TrainConfig, is_main_process, load_data, load_tokenizer, parse_config,
+from trainer.trainer_utils import (TrainConfig, autocast, is_main_process, load_data, load_tokenizer, parse_config,
                                    resolve_dtype, run_cli, setup_distributed, train)
 
 
@@ -49,6 +49,16 @@ class LoRATrainConfig(TrainConfig):
             raise PebbleError(f"--rank must be positive, got {self.rank}")
         if not self.lora_name or "." in self.lora_name:
             raise PebbleError(f"--lora_name {self.lora_name!r} must be non-empty and contain no '.'")
+
+
+def hold_frozen_linears(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Keep the frozen linear weights in the autocast dtype: autocast then has nothing to cast at every step,
+    and the base takes half the memory. Embeddings, norms and the adapters stay float32, so the residual
+    stream and the trained weights keep full precision."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and not module.weight.requires_grad:
+            if module.weight is not model.get_input_embeddings().weight:  # a tied lm_head stays with the embedding
+                module.weight.data = module.weight.data.to(dtype)
 
 
 def probe_prompts(data_path: Path, count: int) -> list[str]:
@@ -113,10 +123,13 @@ def main() -> None:
         apply_lora(model, rank=cfg.rank, alpha=cfg.alpha or None, dropout=cfg.lora_dropout, targets=cfg.targets,
                    name=cfg.lora_name, verbose=is_main_process())
     model.to(device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    if dtype != torch.float32:
+        hold_frozen_linears(model, dtype)
     if is_main_process():
-        print(f"base {cfg.from_weight} hidden {hidden}; dtype {resolve_dtype(cfg.dtype, device)}; {world} process(es)")
+        print(f"base {cfg.from_weight} hidden {hidden}; dtype {dtype}; {world} process(es)")
     probes = probe_prompts(data_path, cfg.probe_count)
-    with lora_disabled(model):
+    with lora_disabled(model), autocast(device, dtype):
         show_probes(model, tokenizer, probes, "base, before training")
     # 4. train, writing the adapter at every checkpoint
     out_path = lora_dir / f"{cfg.lora_name}_{hidden}.safetensors"
@@ -128,7 +141,8 @@ def main() -> None:
 
     summary = train(model, data, cfg, save, f"{cfg.lora_name}_{hidden}", rank, world, device)
     # 5. the effect
-    show_probes(model, tokenizer, probes, f"with {cfg.lora_name}, after training")
+    with autocast(device, dtype):
+        show_probes(model, tokenizer, probes, f"with {cfg.lora_name}, after training")
     if is_main_process():
         size = out_path.stat().st_size / 1024
         print(f"wrote {out_path} ({size:.0f} KB) after {summary['steps']} steps, last loss {summary.get('loss')}, "
