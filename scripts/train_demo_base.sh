@@ -14,3 +14,4 @@ fi
 $PY trainer/train_tokenizer.py --data_path dataset/pretrain_demo.jsonl dataset/sft_demo.jsonl
 $PY trainer/train_pretrain.py "${SIZE[@]}" --epochs 2 --batch_size 32 --learning_rate 2e-3 --max_seq_len 340
 $PY trainer/train_full_sft.py "${SIZE[@]}" --epochs 2 --batch_size 32 --learning_rate 5e-4 --max_seq_len 340
+$PY scripts/measure_base.py
