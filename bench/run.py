@@ -313,7 +313,7 @@ def main() -> None:
     total, others = (datetime.datetime.now() - start).total_seconds(), whole_run.share()
     header.append(f"Total time {total:.0f} s; other processes used {100 * others:.0f}% of the CPU meanwhile.")
     if others > BUSY_LIMIT:
-        header.append(f"**Warning: the machine was not idle. With one torch thread per core, another busy process "
+        header.append("**Warning: the machine was not idle. With one torch thread per core, another busy process "
                       "makes the threads wait for each other at every parallel op and small ops slow down many "
                       "times over, so these figures are unreliable; rerun on an idle machine.**")
     report = render(results, header)

@@ -145,12 +145,6 @@ class KVCache:
             new[:, :, :keep] = old[:, :, :keep]
         return new
 
-    def reorder(self, index: torch.Tensor) -> None:
-        """Keep only the batch rows in index (used when finished rows are dropped)."""
-        for i, (k, v) in enumerate(zip(self.keys, self.values)):
-            if k is not None:
-                self.keys[i], self.values[i] = k[index], v[index]
-
 
 class Attention(nn.Module):
     """Grouped-query causal self-attention with optional q/k RMSNorm and RoPE."""
