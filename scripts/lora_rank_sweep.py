@@ -26,7 +26,8 @@ def train_rank(rank: int, extra: list[str]) -> float:
     start = time.perf_counter()
     cmd = [sys.executable, str(ROOT / "trainer" / "train_lora.py"), "--rank", str(rank), "--alpha", str(rank),
            "--lora_name", f"sweep_identity_r{rank}", "--probe_count", "0", *extra]
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    env = {**os.environ, "TQDM_DISABLE": "1"}  # no progress bars from the child: the sweep prints its own lines
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, env=env)
     return time.perf_counter() - start
 
 
@@ -85,7 +86,7 @@ def plot(rows: list[dict], out, persona: str) -> None:
     twin.plot(ranks, [100 * r["hits"] for r in rows], "s--", color="tab:orange", label=f"% naming {persona}")
     twin.set_ylabel(f"% answers naming {persona}")
     twin.set_ylim(0, 105)
-    fig.legend(loc="lower right")
+    fig.legend(loc="center right", bbox_to_anchor=(0.85, 0.5))
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     print(f"wrote {out}")
