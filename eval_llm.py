@@ -27,7 +27,8 @@ from dataset.lm_dataset import IGNORE_INDEX, PadCollator, SFTDataset, TokenizedJ
 from model.chat import Messages, generate_replies
 from model.checkpoint import PebbleError, load_model, repo_path, weight_path
 from model.model_lora import ActiveSpec, adapter_active, adapter_names, load_lora, lora_layers, set_active_lora
-from trainer.trainer_utils import TrainConfig, autocast, count_parameters, load_tokenizer, resolve_dtype, run_cli
+from trainer.trainer_utils import (TrainConfig, autocast, check_tokenizer_fits, count_parameters, load_tokenizer,
+                                   resolve_dtype, run_cli)
 
 EXPECT_NEW_TOKENS = 64  # reply length for --expect: enough for a self-introduction
 NOT_ADAPTER_NAMES = ("base", "off")  # labels and commands that an adapter's name would make ambiguous
@@ -124,9 +125,7 @@ def load_base(save_dir: Path, weight: str, hidden_size: int, num_hidden_layers: 
     if num_hidden_layers and num_hidden_layers != layers:
         raise PebbleError(f"{path} has {layers} layers, not --num_hidden_layers {num_hidden_layers}; "
                           "drop the flag (the file knows its shape) or pick the matching --weight")
-    if len(tokenizer) > model.config.vocab_size:
-        raise PebbleError(f"the tokenizer has {len(tokenizer)} tokens but {path} only {model.config.vocab_size}; "
-                          "pass the --tokenizer_path the model was trained with")
+    check_tokenizer_fits(tokenizer, model, str(path))
     return model, path
 
 

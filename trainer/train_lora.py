@@ -22,8 +22,8 @@ from dataset.lm_dataset import ConcatDatasets, SFTDataset
 from model.chat import generate_replies
 from model.checkpoint import PebbleError, fingerprint, load_model, repo_path, weight_path
 from model.model_lora import apply_lora, load_lora, lora_disabled, mark_only_lora_trainable, merge_lora, save_lora
-from trainer.trainer_utils import (TrainConfig, autocast, is_main_process, load_data, load_tokenizer, parse_config,
-                                   resolve_dtype, run_cli, setup_distributed, train)
+from trainer.trainer_utils import (TrainConfig, autocast, check_tokenizer_fits, is_main_process, load_data,
+                                   load_tokenizer, parse_config, resolve_dtype, run_cli, setup_distributed, train)
 
 
 @dataclass
@@ -107,7 +107,9 @@ def main() -> None:
         if is_main_process():
             print(f"+ {len(replay)} replayed conversations from {cfg.replay_data} (--replay_ratio {cfg.replay_ratio})")
     # 2. the frozen base, with a preset adapter folded in if asked
-    model = load_model(weight_path(cfg.save_dir, cfg.from_weight, cfg.hidden_size))
+    base_path = weight_path(cfg.save_dir, cfg.from_weight, cfg.hidden_size)
+    model = load_model(base_path)
+    check_tokenizer_fits(tokenizer, model, str(base_path))
     hidden = model.config.hidden_size
     lora_dir = Path(cfg.save_dir) / "lora"
     if cfg.preset_lora != "none":

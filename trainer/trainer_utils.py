@@ -370,10 +370,15 @@ def init_model(cfg: TrainConfig, tokenizer) -> PebbleForCausalLM:
     else:
         model = PebbleForCausalLM(PebbleConfig(hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_hidden_layers,
                                                vocab_size=len(tokenizer)))
-    if len(tokenizer) > model.config.vocab_size:
-        raise PebbleError(f"the tokenizer in {cfg.tokenizer_path} has {len(tokenizer)} tokens but the model only "
-                          f"{model.config.vocab_size}; use the tokenizer the model was trained with")
+    check_tokenizer_fits(tokenizer, model, cfg.from_weight)
     return model
+
+
+def check_tokenizer_fits(tokenizer, model: PebbleForCausalLM, source: str) -> None:
+    """A tokenizer with more tokens than the model's embedding table is the wrong one: say so."""
+    if len(tokenizer) > model.config.vocab_size:
+        raise PebbleError(f"the tokenizer has {len(tokenizer)} tokens but the model only {model.config.vocab_size} "
+                          f"({source}); pass the --tokenizer_path the model was trained with")
 
 
 def run_stage(cfg: TrainConfig, dataset_cls: type) -> None:
