@@ -58,8 +58,11 @@ def median(xs: list[float]) -> float:
 
 
 def spread(xs: list[float]) -> float:
-    """(max - min) / median of repeated timings: how noisy this machine was for them."""
-    return (max(xs) - min(xs)) / statistics.median(xs) if len(xs) > 1 else 0.0
+    """Interquartile range / median of repeated timings: how noisy this machine was for them."""
+    if len(xs) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(xs, n=4)
+    return (q3 - q1) / statistics.median(xs)
 
 
 def _walk(events):

@@ -1,6 +1,6 @@
 """Pebble's speed and memory benchmark: LoRA training, generation and adapter switching on this machine.
 
-    python bench/run.py                          # all rows (about 15 minutes on 2 cores); writes bench/RESULTS.md
+    python bench/run.py                          # all rows (about 5 minutes on 2 idle cores); writes bench/RESULTS.md
     python bench/run.py --quick                  # smoke run with tiny models (< 2 minutes); prints the table only
     python bench/run.py --only kv_cache,switch   # a subset, by name or number; prints only unless --out is given
 
@@ -55,8 +55,9 @@ class Plan:
     bf16_steps: int  # row 9
 
 
-FULL = Plan(FULL_SIZES, True, train_batches=4, train_repeats=5, gen_tokens=256, gen_repeats=3, decode_repeats=5,
-            switches=200, small_repeats=7, forward_inner=5, matmul_sizes=(1024, 2048), matmul_repeats=5, bf16_steps=4)
+# About 5 minutes on an idle 2-core CPU (the budget is 15): odd repeat counts, so a median is one measured run.
+FULL = Plan(FULL_SIZES, True, train_batches=6, train_repeats=7, gen_tokens=256, gen_repeats=5, decode_repeats=5,
+            switches=200, small_repeats=9, forward_inner=10, matmul_sizes=(1024, 2048), matmul_repeats=5, bf16_steps=4)
 QUICK = Plan(QUICK_SIZES, False, train_batches=2, train_repeats=2, gen_tokens=256, gen_repeats=2, decode_repeats=2,
              switches=50, small_repeats=2, forward_inner=2, matmul_sizes=(512, 1024), matmul_repeats=2, bf16_steps=2)
 
@@ -76,6 +77,11 @@ class Row:
 
 def verdict(ok: bool) -> str:
     return "met" if ok else "missed"
+
+
+def memory(m: dict) -> str:
+    """A Trainer.peak_bytes result as 'peak MiB (held + in step)'."""
+    return f"{m['peak'] / MiB:.0f} MiB ({m['persistent'] / MiB:.0f} held + {m['in_step'] / MiB:.0f} in step)"
 
 
 class Bench:
@@ -115,10 +121,9 @@ def row_lora_vs_full(b: Bench) -> list[Row]:
     r = b.lora_vs_full
     speedup = r["full_step_s"] / r["lora_step_s"]
     lora_mb, full_mb = r["lora_mem"]["peak"] / MiB, r["full_mem"]["peak"] / MiB
-    mem = lambda m: f"{m['peak'] / MiB:.0f} MiB ({m['persistent'] / MiB:.0f} held + {m['in_step'] / MiB:.0f} in step)"
     return [Row("2", "LoRA step vs full-SFT step, same model and batches: time per step, peak memory",
-                f"LoRA {1e3 * r['lora_step_s']:.0f} ms, {mem(r['lora_mem'])}; full {1e3 * r['full_step_s']:.0f} ms, "
-                f"{mem(r['full_mem'])}",
+                f"LoRA {1e3 * r['lora_step_s']:.0f} ms, {memory(r['lora_mem'])}; full {1e3 * r['full_step_s']:.0f} ms, "
+                f"{memory(r['full_mem'])}",
                 f"LoRA {speedup:.2f}x faster, peak {lora_mb / full_mb:.2f}x of full", "LoRA >= 1.3x faster, lower peak",
                 verdict(speedup >= 1.3 and lora_mb < full_mb), b.train_runs + "; memory: one profiled step")]
 
@@ -215,10 +220,10 @@ def row_merge(b: Bench) -> list[Row]:
 
 def row_bf16_base(b: Bench) -> list[Row]:
     r = rows.bf16_base(b.base, b.data, b.plan.bf16_steps)
-    mb = lambda m: f"{m['peak'] / MiB:.0f} MiB ({m['persistent'] / MiB:.0f} held + {m['in_step'] / MiB:.0f} in step)"
     lower = "bf16 base" if r["bf16_mem"]["peak"] < r["fp32_mem"]["peak"] else "fp32 base"
-    return [Row("9", "LoRA training under bf16 autocast, frozen linear weights held in bf16 (the default) vs fp32: peak memory, loss",
-                f"bf16 base {mb(r['bf16_mem'])}; fp32 base {mb(r['fp32_mem'])}",
+    return [Row("9", "LoRA training under bf16 autocast, frozen linear weights held in bf16 (the default) vs fp32: "
+                     "peak memory, loss",
+                f"bf16 base {memory(r['bf16_mem'])}; fp32 base {memory(r['fp32_mem'])}",
                 f"{lower} is lower ({r['bf16_mem']['peak'] / r['fp32_mem']['peak']:.2f}x); max |loss diff| over "
                 f"{r['steps']} steps {r['loss_diff']:.2e} (loss {r['loss_fp32']:.3f})", "reported", "reported",
                 "one profiled step each")]
@@ -257,7 +262,9 @@ Method notes:
   with labels applies lm_head to target positions only); attention score FLOPs are left out. Peak = best n x n
   matmul of row 4a for that dtype.
 - Generation is greedy in fp32 with eos_token_id=-1, so every run makes exactly the stated number of tokens.
-- Row 8 "within noise": |merged/base - 1| <= max(2%, (max - min)/median of the repeats of any arm).
+- Row 8 "within noise": |merged/base - 1| <= max(2%, interquartile range / median of the repeats of any arm).
+- Other processes: the share of the CPU they used is measured from /proc/stat during the run and each row;
+  a row they disturbed by more than 2% says so in "runs".
 """
 
 
