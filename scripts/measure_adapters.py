@@ -22,7 +22,7 @@ from dataset.lm_dataset import SFTDataset
 from eval_llm import adapter_path, assistant_token_loss, expect_rate, first_user_turns, load_adapter
 from model.checkpoint import load_model, repo_path, weight_path
 from model.model_lora import adapter_active
-from trainer.trainer_utils import autocast, load_tokenizer, resolve_dtype, run_cli
+from trainer.trainer_utils import autocast, base_model_parser, load_tokenizer, resolve_dtype, run_cli
 
 
 def without_word(path: Path, word: str, out_dir: Path) -> Path:
@@ -90,11 +90,7 @@ def table(m: dict, persona: str, base_name: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--save_dir", default="out")
-    parser.add_argument("--weight", default="full_sft")
-    parser.add_argument("--hidden_size", type=int, default=256)
-    parser.add_argument("--tokenizer_path", default="model")
+    parser = base_model_parser(__doc__)
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--identity_eval", default="dataset/lora_identity_eval.jsonl")
     parser.add_argument("--medical_eval", default="dataset/lora_medical_eval.jsonl")

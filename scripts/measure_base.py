@@ -2,7 +2,6 @@
 
     python scripts/measure_base.py                 # out/full_sft_256 on dataset/sft_demo_eval.jsonl
 """
-import argparse
 import math
 import os
 import sys
@@ -15,7 +14,7 @@ from dataset.lm_dataset import SFTDataset
 from eval_llm import assistant_token_loss, first_user_turns
 from model.chat import encode_prompt, reply
 from model.checkpoint import load_model, repo_path, weight_path
-from trainer.trainer_utils import autocast, load_tokenizer, resolve_dtype, run_cli
+from trainer.trainer_utils import autocast, base_model_parser, load_tokenizer, resolve_dtype, run_cli
 
 SAMPLE_PROMPTS = ["你好，你是谁？", "Who are you?", "法国的首都是哪里？", "What is 7 times 8?", "“苹果”用英语怎么说？",
                   "Tell me a joke.", "这条评论是正面还是负面？\n房间干净，服务也很热情。"]
@@ -39,11 +38,7 @@ def eos_rate(model, tokenizer, conversations: list, max_new_tokens: int, batch_s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--save_dir", default="out")
-    parser.add_argument("--weight", default="full_sft")
-    parser.add_argument("--hidden_size", type=int, default=256)
-    parser.add_argument("--tokenizer_path", default="model")
+    parser = base_model_parser(__doc__)
     parser.add_argument("--eval_data", default="dataset/sft_demo_eval.jsonl")
     parser.add_argument("--max_new_tokens", type=int, default=128)
     args = parser.parse_args()

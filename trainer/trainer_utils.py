@@ -407,3 +407,14 @@ def run_stage(cfg: TrainConfig, dataset_cls: type) -> None:
 
 def _save_full(model: PebbleForCausalLM, path: Path, data_path: str) -> None:
     save_model(model, path, dtype=torch.float16, data=os.path.basename(data_path))
+
+
+def base_model_parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser with the flags that pick a trained base: --save_dir --weight --hidden_size
+    --tokenizer_path (for the measuring scripts)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--save_dir", default="out")
+    parser.add_argument("--weight", default="full_sft", help="out/{weight}_{hidden_size}.safetensors or .pth")
+    parser.add_argument("--hidden_size", type=int, default=256)
+    parser.add_argument("--tokenizer_path", default="model")
+    return parser
