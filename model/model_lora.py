@@ -5,6 +5,10 @@ unchanged) holding any number of named low-rank adapters:
 
     y = W x + sum over active adapters a of  weight_a * (alpha_a / r_a) * B_a (A_a x)
 
+Inside `adapters_per_row(model, names)` each row of a batch takes its own adapter instead (or none), so
+requests for different adapters share one forward: the base matmul runs once for the whole batch, and each
+adapter runs only on its rows.
+
 Adapter files hold one adapter under MiniMind's key names (`{module}.lora.A.weight` [r, in],
 `{module}.lora.B.weight` [out, r]) plus metadata (rank, alpha, targets, base config and fingerprint).
 """
@@ -57,6 +61,10 @@ class LoRALinear(nn.Linear):
         self.lora = nn.ModuleDict()
         self.active: dict[str, float] = {}
         self._base_weight: Optional[torch.Tensor] = None  # the weight before merge_lora, for an exact unmerge
+        # Set by adapters_per_row: (adapter, its row indices, or None for every row) and the batch size they
+        # were made for; while set, `active` is ignored.
+        self.routes: Optional[list[tuple[str, Optional[torch.Tensor]]]] = None
+        self.route_rows = 0
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> "LoRALinear":
@@ -77,11 +85,30 @@ class LoRALinear(nn.Linear):
         return self._base_weight is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.linear(x, self.weight, self.bias)
+        y = F.linear(x, self.weight, self.bias)  # (B, ..., out)
+        if self.routes is not None:
+            return self._add_routed(x, y)
         if self.merged:
             return y
         for name, w in self.active.items():
             y = y + self.lora[name](x) * w
+        return y
+
+    def _add_routed(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """y plus, on each adapter's rows of the batch (dim 0), that adapter's output; other rows keep y."""
+        if self.merged:
+            raise PebbleError("adapters are merged into the weights; call unmerge_lora(model) before routing "
+                              "adapters per row")
+        if x.shape[0] != self.route_rows:
+            raise PebbleError(f"adapters_per_row was given {self.route_rows} adapter names but the batch has "
+                              f"{x.shape[0]} rows; give one name (or None) per row")
+        for name, rows in self.routes:
+            if rows is None:  # the whole batch uses this adapter: no gather or scatter needed
+                y = y + self.lora[name](x)
+                continue
+            delta = self.lora[name](x.index_select(0, rows))  # (b, ..., out) for this adapter's b rows
+            dtype = torch.promote_types(y.dtype, delta.dtype)  # as y + delta would (fp32 adapter, bf16 base)
+            y = y.to(dtype).index_add(0, rows, delta.to(dtype))
         return y
 
     def merge(self) -> None:
@@ -99,8 +126,13 @@ class LoRALinear(nn.Linear):
             self._base_weight = None
 
     def extra_repr(self) -> str:
-        active = ", ".join(f"{n}*{w:g}" for n, w in self.active.items()) or "none"
-        return f"{super().extra_repr()}, active={active}{', merged' if self.merged else ''}"
+        if self.routes is not None:
+            groups = " | ".join(f"{n}: " + ("all" if rows is None else ",".join(map(str, rows.tolist())))
+                                for n, rows in self.routes) or "none"
+            active = f"per_row=[{groups}] of {self.route_rows} rows"
+        else:
+            active = "active=" + (", ".join(f"{n}*{w:g}" for n, w in self.active.items()) or "none")
+        return f"{super().extra_repr()}, {active}{', merged' if self.merged else ''}"
 
 
 # ---------------------------------------------------------------- attaching adapters
@@ -240,6 +272,51 @@ def adapter_active(model: nn.Module, spec: ActiveSpec):
 def lora_disabled(model: nn.Module):
     """Run the base model alone inside the block; the previous active set comes back afterwards."""
     return adapter_active(model, None)
+
+
+@contextlib.contextmanager
+def adapters_per_row(model: nn.Module, names: list[Optional[str]]):
+    """Run the block with row i of every batch answered by adapter names[i] (None: the base alone).
+
+    One forward serves all rows: each layer computes its base output once for the whole batch, then adds each
+    adapter's output to that adapter's rows only. Every forward inside the block must have len(names) rows,
+    which holds through `generate` (KV cache and left padding keep the rows in place). The active set is
+    ignored inside the block and routing is undone after it.
+    """
+    if not names:
+        raise PebbleError("adapters_per_row needs one adapter name (or None) per row; got an empty list")
+    known = adapter_names(model)
+    for n in names:
+        if n is not None and n not in known:
+            raise PebbleError(f"no adapter named {n!r} is loaded; loaded: {', '.join(known) or 'none'}")
+    layers = list(lora_layers(model))
+    if any(layer.merged for _, layer in layers):
+        raise PebbleError("adapters are merged into the weights; call unmerge_lora(model) before routing adapters "
+                          "per row")
+    groups: dict[str, list[int]] = {}  # adapter -> its rows, in first-seen order
+    for row, n in enumerate(names):
+        if n is not None:
+            groups.setdefault(n, []).append(row)
+    indices: dict[tuple[torch.device, str], torch.Tensor] = {}  # one index tensor per device and adapter
+    saved = {path: (layer.routes, layer.route_rows) for path, layer in layers}
+    try:
+        for _, layer in layers:
+            routes = []
+            for n, rows in groups.items():
+                if n not in layer.lora:
+                    continue  # this adapter leaves the layer alone: its rows get the base output here
+                if len(rows) == len(names):
+                    routes.append((n, None))
+                    continue
+                key = (layer.weight.device, n)
+                if key not in indices:
+                    indices[key] = torch.tensor(rows, dtype=torch.long, device=layer.weight.device)
+                routes.append((n, indices[key]))
+            layer.routes, layer.route_rows = routes, len(names)
+        yield model
+    finally:
+        for path, layer in layers:
+            layer.routes, layer.route_rows = saved[path]
 
 
 # ---------------------------------------------------------------- merging
