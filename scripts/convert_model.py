@@ -1,0 +1,350 @@
+"""Convert Pebble weights to and from the Hugging Face formats: a transformers folder, PEFT LoRA adapters.
+
+    python scripts/convert_model.py hf                                 # out/full_sft_256 -> out/hf/full_sft_256/
+    python scripts/convert_model.py hf --merge lora_identity           # the same with an adapter folded in
+    python scripts/convert_model.py peft-export --adapter lora_medical # -> out/peft/lora_medical_256/
+    python scripts/convert_model.py peft-import --peft_dir DIR --name my_lora   # -> out/lora/my_lora_256.safetensors
+
+`hf` writes config.json (auto_map to a copy of model/model_pebble.py), model.safetensors (our key names, tied
+lm_head left out as transformers expects), generation_config.json and the tokenizer files; it loads with
+AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True) (pass trust_remote_code=True to AutoTokenizer
+too: it reads config.json, and without the flag it asks on the terminal). PEFT adapters name a module's matrices
+`base_model.model.{module}.lora_A.weight` [r, in] and `lora_B.weight` [out, r], with scale lora_alpha / r
+(lora_alpha / sqrt(r) under rsLoRA); ours are `{module}.lora.A.weight` / `lora.B.weight` with scale alpha / r.
+"""
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch
+from torch import nn
+
+from eval_llm import adapter_path
+from model.checkpoint import (REPO_ROOT, PebbleError, PathLike, atomic_write, fingerprint, load_model,
+                              load_tensors, repo_path, save_tensors, state_dict_to_save, weight_path)
+from model.model_lora import check_adapter_name, find_targets, load_lora, lora_layers, merge_lora
+from model.model_pebble import PebbleForCausalLM
+from trainer.trainer_utils import base_model_parser, check_tokenizer_fits, load_tokenizer, run_cli
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
+PEFT_PREFIX = "base_model.model."
+DTYPES = ("float32", "bfloat16", "float16")
+# PEFT options that change what the adapter computes in ways our LoRALinear cannot, and what to say about each.
+UNSUPPORTED = {
+    "use_dora": "DoRA (use_dora) rescales the weight's columns",
+    "fan_in_fan_out": "fan_in_fan_out stores transposed (Conv1D) weights",
+    "modules_to_save": "modules_to_save stores whole trained layers besides the adapter",
+    "lora_bias": "lora_bias trains a bias in lora_B",
+    "use_qalora": "QA-LoRA pools the input before lora_A",
+    "alora_invocation_tokens": "activated LoRA (alora_invocation_tokens) applies only after given tokens",
+    "layer_replication": "layer_replication duplicates decoder layers",
+    "target_parameters": "target_parameters adapts raw parameters, not linear layers",
+    "trainable_token_indices": "trainable_token_indices trains rows of the embedding",
+}
+BASE_CHANGING_INITS = ("pissa", "olora", "corda", "loftq", "lora_ga")  # these also rewrite the base weights
+
+
+# ---------------------------------------------------------------- small helpers
+
+def write_json(path: Path, obj: Any) -> Path:
+    """Write obj as indented JSON, atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def copy_file(src: Path, dst: Path) -> Path:
+    """Copy src to dst atomically."""
+    return atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+
+
+def folder_size(path: Path) -> int:
+    """Bytes in the files directly inside path."""
+    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
+def json_number(x: float) -> float | int:
+    """x as an int when it is whole (PEFT's configs write lora_alpha=16, not 16.0)."""
+    return int(x) if float(x).is_integer() else float(x)
+
+
+# ---------------------------------------------------------------- Pebble -> transformers folder
+
+def hf_config(model: PebbleForCausalLM, dtype: torch.dtype) -> dict:
+    """config.json for a transformers folder: our config plus architectures, auto_map and the weights' dtype."""
+    config = model.config.to_dict()
+    config.pop("_name_or_path", None)
+    name = str(dtype).removeprefix("torch.")
+    config.update(
+        architectures=[type(model).__name__],
+        auto_map={"AutoConfig": "model_pebble.PebbleConfig", "AutoModelForCausalLM": "model_pebble.PebbleForCausalLM"},
+        dtype=name,
+        torch_dtype=name,  # the key transformers 4.x reads
+    )
+    return config
+
+
+def export_hf(model: PebbleForCausalLM, out_dir: PathLike, tokenizer_dir: PathLike = "model",
+              dtype: torch.dtype = torch.float32) -> Path:
+    """Write model (with any merged adapter) and the tokenizer as a transformers folder; config.json comes last."""
+    if any(layer.active and not layer.merged for _, layer in lora_layers(model)):
+        raise PebbleError("the model has an active adapter that is not merged; merge_lora(model) first or "
+                          "deactivate it, since a transformers folder holds plain weights only")
+    tokenizer_dir = repo_path(tokenizer_dir)
+    check_tokenizer_fits(load_tokenizer(str(tokenizer_dir)), model, str(tokenizer_dir))
+    out_dir = repo_path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PebbleError(f"{out_dir} is a file; pass an --out_dir folder")
+    # Tied lm_head is left out: transformers re-ties it to embed_tokens after loading (_tied_weights_keys).
+    save_tensors(state_dict_to_save(model, dtype), out_dir / "model.safetensors", {"format": "pt"})
+    copy_file(REPO_ROOT / "model" / "model_pebble.py", out_dir / "model_pebble.py")
+    for name in TOKENIZER_FILES:
+        if (tokenizer_dir / name).is_file():
+            copy_file(tokenizer_dir / name, out_dir / name)
+    config = model.config
+    write_json(out_dir / "generation_config.json", {
+        "bos_token_id": config.bos_token_id, "eos_token_id": config.eos_token_id,
+        "pad_token_id": config.pad_token_id, "transformers_version": config.to_dict()["transformers_version"],
+    })
+    write_json(out_dir / "config.json", hf_config(model, dtype))  # last: a folder without it is unfinished
+    return out_dir
+
+
+# ---------------------------------------------------------------- Pebble adapter -> PEFT folder
+
+def export_peft(model: nn.Module, name: str, out_dir: PathLike, base_model_name_or_path: Optional[str] = None) -> Path:
+    """Write adapter `name` (attached to model) as a PEFT folder: adapter_config.json, adapter_model.safetensors."""
+    adapters = {path: layer.lora[name] for path, layer in lora_layers(model) if name in layer.lora}
+    if not adapters:
+        raise PebbleError(f"no adapter named {name!r} is attached to the model")
+    r = Counter(a.rank for a in adapters.values()).most_common(1)[0][0]
+    alpha = Counter(a.alpha for a in adapters.values()).most_common(1)[0][0]
+    names = sorted({path.split(".")[-1] for path in adapters})
+    # Leaf names when the adapter covers every layer of those names (PEFT's usual form), else exact module paths.
+    targets = names if set(find_targets(model, names)) == set(adapters) else sorted(adapters)
+    tensors = {}
+    for path, adapter in adapters.items():
+        tensors[f"{PEFT_PREFIX}{path}.lora_A.weight"] = adapter.A.weight.detach().float()  # (r, in)
+        tensors[f"{PEFT_PREFIX}{path}.lora_B.weight"] = adapter.B.weight.detach().float()  # (out, r)
+    config = {
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model_name_or_path,
+        "r": r, "lora_alpha": json_number(alpha), "target_modules": targets, "lora_dropout": 0.0, "bias": "none",
+        "use_rslora": False, "use_dora": False, "fan_in_fan_out": False, "modules_to_save": None,
+        "init_lora_weights": True, "inference_mode": True,
+        "rank_pattern": {p: a.rank for p, a in adapters.items() if a.rank != r},
+        "alpha_pattern": {p: json_number(a.alpha) for p, a in adapters.items() if a.alpha != alpha},
+    }
+    out_dir = repo_path(out_dir)
+    save_tensors(tensors, out_dir / "adapter_model.safetensors", {"format": "pt"})
+    write_json(out_dir / "adapter_config.json", config)
+    return out_dir
+
+
+# ---------------------------------------------------------------- PEFT folder -> Pebble adapter
+
+def read_peft_config(peft_dir: Path) -> dict:
+    """adapter_config.json of a PEFT folder, refusing what a Pebble adapter cannot represent."""
+    path = peft_dir / "adapter_config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PebbleError(f"{path} does not exist; pass the folder a PEFT save_pretrained wrote") from None
+    except json.JSONDecodeError as e:
+        raise PebbleError(f"{path} is not valid JSON ({e}); re-export the adapter") from e
+    if not isinstance(config, dict):
+        raise PebbleError(f"{path} does not hold a JSON object; it is not a PEFT adapter config")
+    where = f"{path} uses"
+    if config.get("peft_type") != "LORA":
+        raise PebbleError(f"{path} describes a {config.get('peft_type')} adapter; only LoRA can be imported")
+    if config.get("task_type") not in (None, "CAUSAL_LM"):
+        raise PebbleError(f"{where} task_type {config['task_type']}; only CAUSAL_LM adapters fit a Pebble model")
+    for key, why in UNSUPPORTED.items():
+        if config.get(key):
+            raise PebbleError(f"{where} {key}={config[key]!r}, which Pebble adapters cannot represent: {why}")
+    if config.get("bias", "none") != "none":
+        raise PebbleError(f"{where} bias={config['bias']!r}; Pebble adapters train no biases, so only 'none' imports")
+    init = config.get("init_lora_weights")
+    if isinstance(init, str) and init.lower().startswith(BASE_CHANGING_INITS):
+        raise PebbleError(f"{where} init_lora_weights={init!r}, which also changes the base weights; convert it "
+                          "to a plain LoRA first (PEFT: path_initial_model_for_weight_conversion)")
+    return config
+
+
+def read_peft_weights(peft_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """The adapter's matrices by module path: {module: {"A": (r, in), "B": (out, r)}}."""
+    for file_name in ("adapter_model.safetensors", "adapter_model.bin"):
+        path = peft_dir / file_name
+        if path.is_file():
+            break
+    else:
+        raise PebbleError(f"{peft_dir} holds neither adapter_model.safetensors nor adapter_model.bin")
+    tensors, _ = load_tensors(path)  # .bin is read with weights_only=True
+    modules: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        match = re.fullmatch(r"(?:base_model\.model\.)?(.+)\.lora_([AB])\.weight", key)
+        if not match:
+            raise PebbleError(f"{path} holds {key!r}, which is not the lora_A/lora_B matrix of a linear layer")
+        modules.setdefault(match[1], {})[match[2]] = value
+    for module, pair in modules.items():
+        if set(pair) != {"A", "B"}:
+            raise PebbleError(f"{path} is incomplete: {module} has only lora_{''.join(pair)}")
+    if not modules:
+        raise PebbleError(f"{path} holds no LoRA tensors")
+    return modules
+
+
+def pattern_value(pattern: dict, module: str, default: float) -> float:
+    """PEFT's rank_pattern/alpha_pattern lookup: the first key that matches the end of the module path."""
+    for key, value in pattern.items():
+        try:
+            if re.fullmatch(rf"(?:.*\.)?(?:{key})", module):
+                return value
+        except re.error as e:
+            raise PebbleError(f"the pattern {key!r} in adapter_config.json is not a valid regular expression") from e
+    return default
+
+
+def check_fits(modules: dict[str, dict[str, torch.Tensor]], config: dict, model: nn.Module, peft_dir: Path) -> None:
+    """Every adapted module exists in the base as a linear layer of the right shape (and is not the tied head)."""
+    linears = {p: m for p, m in model.named_modules() if isinstance(m, nn.Linear) and ".lora." not in p}
+    targets = config.get("target_modules")
+    if isinstance(targets, list):
+        have = {p.split(".")[-1] for p in linears}
+        missing = [t for t in targets if t not in have and t not in linears]
+        if missing:
+            raise PebbleError(f"{peft_dir} targets {', '.join(missing)}, which this model lacks (it has "
+                              f"{', '.join(sorted(have))}); it was trained for another architecture")
+    for module, pair in modules.items():
+        layer = linears.get(module)
+        if module == "lm_head":
+            raise PebbleError(f"{peft_dir} adapts lm_head, which Pebble ties to the embeddings; it cannot be imported")
+        if layer is None:
+            raise PebbleError(f"{peft_dir} adapts {module}, which this model does not have; it is for another base")
+        r = pair["A"].shape[0]
+        if pair["A"].shape != (r, layer.in_features) or pair["B"].shape != (layer.out_features, r):
+            raise PebbleError(f"{peft_dir}: {module} has lora_A {tuple(pair['A'].shape)} and lora_B "
+                              f"{tuple(pair['B'].shape)}, which do not fit a {layer.in_features}->"
+                              f"{layer.out_features} layer; it was trained for another base")
+
+
+def peft_to_pebble(modules: dict[str, dict[str, torch.Tensor]], config: dict,
+                   peft_dir: Path) -> tuple[dict[str, torch.Tensor], int, float]:
+    """Our tensors for a PEFT adapter -> (tensors, rank, alpha), with one alpha for all modules.
+
+    PEFT's scale for a module is alpha_m / r_m (alpha_m / sqrt(r_m) under rsLoRA); ours is alpha / r_m, so the
+    equivalent alpha of a module is scale_m * r_m. Where modules disagree (alpha_pattern, or rsLoRA with a
+    rank_pattern), the most common one becomes alpha and the others' ratio is folded into their B.
+    """
+    equiv: dict[str, float] = {}
+    for module, pair in modules.items():
+        r = int(pattern_value(config.get("rank_pattern") or {}, module, config.get("r", 8)))
+        if pair["A"].shape[0] != r:
+            raise PebbleError(f"{peft_dir}: {module} has rank {pair['A'].shape[0]} but adapter_config.json says "
+                              f"{r}; the folder's config and weights do not belong together")
+        alpha = float(pattern_value(config.get("alpha_pattern") or {}, module, config.get("lora_alpha", 8)))
+        equiv[module] = alpha * math.sqrt(r) if config.get("use_rslora") else alpha
+    alpha = Counter(equiv.values()).most_common(1)[0][0]
+    rank = Counter(pair["A"].shape[0] for pair in modules.values()).most_common(1)[0][0]
+    tensors = {}
+    for module, pair in modules.items():
+        tensors[f"{module}.lora.A.weight"] = pair["A"].float()  # (r, in)
+        b = pair["B"].float()  # (out, r)
+        tensors[f"{module}.lora.B.weight"] = b if equiv[module] == alpha else b * (equiv[module] / alpha)
+    return tensors, rank, alpha
+
+
+def import_peft(peft_dir: PathLike, model: PebbleForCausalLM, out_path: PathLike, name: Optional[str] = None) -> Path:
+    """Convert the PEFT LoRA folder peft_dir into our adapter file for the base `model`; returns the file."""
+    peft_dir = repo_path(peft_dir)
+    name = name or peft_dir.name
+    check_adapter_name(name)
+    if not peft_dir.is_dir():
+        raise PebbleError(f"{peft_dir} is not a folder; pass the folder a PEFT save_pretrained wrote")
+    config = read_peft_config(peft_dir)
+    modules = read_peft_weights(peft_dir)
+    check_fits(modules, config, model, peft_dir)
+    tensors, rank, alpha = peft_to_pebble(modules, config, peft_dir)
+    meta = {
+        "format": "pebble-lora",
+        "name": name,
+        "rank": rank,
+        "alpha": alpha,
+        "targets": sorted({m.split(".")[-1] for m in modules}),
+        "dtype": "float32",
+        "base_config": model.config.to_dict(),
+        "base_fingerprint": fingerprint(model),
+        "source": f"peft:{peft_dir.name}",
+    }
+    return save_tensors(tensors, repo_path(out_path), meta)
+
+
+# ---------------------------------------------------------------- command line
+
+def find_adapter(spec: str, save_dir: Path, hidden_size: int) -> Path:
+    """An adapter file from a path, or from a name under SAVE_DIR/lora as eval_llm finds it."""
+    path = repo_path(spec)
+    return path if path.is_file() else adapter_path(save_dir, spec, hidden_size)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """The subcommand and its flags (each subcommand takes the base-model flags too)."""
+    top = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument("command", choices=("hf", "peft-export", "peft-import"))
+    top.add_argument("rest", nargs=argparse.REMAINDER, help="the subcommand's flags (see COMMAND --help)")
+    first = top.parse_args(argv)
+    parser = base_model_parser(f"convert_model.py {first.command}")
+    parser.prog = f"convert_model.py {first.command}"
+    if first.command == "hf":
+        parser.add_argument("--merge", default="", help="an adapter name or file to fold into the weights")
+        parser.add_argument("--dtype", default="float32", choices=DTYPES)
+        parser.add_argument("--out_dir", default="", help="default: SAVE_DIR/hf/{weight}_{hidden}[_{merge}]")
+    elif first.command == "peft-export":
+        parser.add_argument("--adapter", required=True, help="an adapter name (as eval_llm finds it) or file")
+        parser.add_argument("--out_dir", default="", help="default: SAVE_DIR/peft/{adapter}_{hidden}")
+        parser.add_argument("--base_model_name_or_path", default="",
+                            help="written into adapter_config.json; default: SAVE_DIR/hf/{weight}_{hidden}")
+    else:
+        parser.add_argument("--peft_dir", required=True, help="a folder with adapter_config.json")
+        parser.add_argument("--name", default="", help="adapter name; default: the folder's name")
+        parser.add_argument("--out", default="", help="default: SAVE_DIR/lora/{name}_{hidden}.safetensors")
+    args = parser.parse_args(first.rest)
+    args.command = first.command
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Run one conversion and print what it wrote."""
+    args = parse_args(argv)
+    save_dir = repo_path(args.save_dir)
+    model = load_model(weight_path(save_dir, args.weight, args.hidden_size)).eval()
+    stem = f"{args.weight}_{args.hidden_size}"
+    if args.command == "hf":
+        suffix = ""
+        if args.merge:
+            adapter = load_lora(model, find_adapter(args.merge, save_dir, args.hidden_size))
+            merge_lora(model)
+            suffix = f"_{adapter}"
+        out = export_hf(model, args.out_dir or save_dir / "hf" / f"{stem}{suffix}", args.tokenizer_path,
+                        getattr(torch, args.dtype))
+    elif args.command == "peft-export":
+        adapter = load_lora(model, find_adapter(args.adapter, save_dir, args.hidden_size))
+        base = args.base_model_name_or_path or str(Path(args.save_dir) / "hf" / stem)
+        out = export_peft(model, adapter, args.out_dir or save_dir / "peft" / f"{adapter}_{args.hidden_size}", base)
+    else:
+        name = args.name or repo_path(args.peft_dir).name
+        out_path = args.out or save_dir / "lora" / f"{name}_{args.hidden_size}.safetensors"
+        out = import_peft(args.peft_dir, model, out_path, name)
+    size = folder_size(out) if out.is_dir() else out.stat().st_size
+    print(f"wrote {out} ({size / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    run_cli(main)
