@@ -159,10 +159,13 @@ class SFTDataset(TokenizedJsonl):
 
 
 class ConcatDatasets(torch.utils.data.Dataset):
-    """Several tokenized datasets as one (e.g. task data plus replayed general chat), with their lengths."""
+    """Several tokenized datasets as one (e.g. task data plus replayed general chat), with their lengths.
+
+    Each sample carries "source", the index of the part it came from, so a loss can treat parts differently.
+    """
 
     def __init__(self, parts: list[TokenizedJsonl]):
-        self.index = [(d, i) for d in parts for i in range(len(d))]
+        self.index = [(k, d, i) for k, d in enumerate(parts) for i in range(len(d))]
         self.lengths = [n for d in parts for n in d.lengths]
         self.num_truncated = sum(d.num_truncated for d in parts)
 
@@ -170,8 +173,8 @@ class ConcatDatasets(torch.utils.data.Dataset):
         return len(self.index)
 
     def __getitem__(self, i: int) -> dict:
-        dataset, j = self.index[i]
-        return dataset[j]
+        source, dataset, j = self.index[i]
+        return {**dataset[j], "source": source}
 
 
 class PadCollator:
@@ -197,4 +200,7 @@ class PadCollator:
             ids[i, :k] = torch.tensor(s["input_ids"][:k])
             labels[i, :k] = torch.tensor(s["labels"][:k])
             mask[i, :k] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        batch = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        if "source" in samples[0]:
+            batch["source"] = torch.tensor([s["source"] for s in samples])  # (B,) which part each row came from
+        return batch

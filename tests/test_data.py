@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from dataset.lm_dataset import IGNORE_INDEX, PadCollator, PretrainDataset, SFTDataset
+from dataset.lm_dataset import IGNORE_INDEX, ConcatDatasets, PadCollator, PretrainDataset, SFTDataset
 from model.checkpoint import PebbleError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,3 +100,14 @@ def test_bad_lines_are_reported_with_file_and_line_number(tokenizer, tmp_path, l
     path.write_text(good + "\n" + line + "\n", encoding="utf-8")
     with pytest.raises(PebbleError, match=rf"bad.jsonl:2: .*{problem}"):
         SFTDataset(path, tokenizer, 340)
+
+
+def test_concatenated_parts_tag_each_sample_with_its_source_through_the_collator(tokenizer, tmp_path):
+    conv = {"conversations": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    a = SFTDataset(write_jsonl(tmp_path / "a.jsonl", [conv] * 2), tokenizer, 64)
+    b = SFTDataset(write_jsonl(tmp_path / "b.jsonl", [conv] * 3), tokenizer, 64)
+    both = ConcatDatasets([a, b])
+    assert len(both) == 5 and both.lengths == a.lengths + b.lengths
+    batch = PadCollator(pad_id=0)([both[i] for i in (4, 0, 2)])
+    assert batch["source"].tolist() == [1, 0, 1]
+    assert torch.equal(batch["input_ids"][0], torch.tensor(b[2]["input_ids"]))

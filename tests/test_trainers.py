@@ -153,3 +153,42 @@ def test_two_processes_match_one_with_the_same_global_batch(workdir, tmp_path):
     two = load_file(tmp_path / "two" / "pretrain_32.safetensors")
     for k in one:
         torch.testing.assert_close(one[k].float(), two[k].float(), atol=2e-3, rtol=1e-3)  # fp16 files
+
+
+def test_replay_loss_is_task_cross_entropy_plus_kl_to_the_base_on_replayed_rows():
+    from torch.nn import functional as F
+
+    from model import PebbleConfig, PebbleForCausalLM, apply_lora, lora_disabled
+    from trainer.train_lora import replay_distillation_loss
+
+    torch.manual_seed(0)
+    model = PebbleForCausalLM(PebbleConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                           num_key_value_heads=2, vocab_size=50)).eval()
+    apply_lora(model, rank=4, verbose=False)
+    ids = torch.randint(3, 50, (4, 10))
+    labels = ids.clone()
+    labels[:, :4] = -100  # a prompt, then the reply
+    batch = {"input_ids": ids, "labels": labels, "source": torch.tensor([0, 1, 0, 1])}
+    loss_fn = replay_distillation_loss(model)
+    # B = 0: the adapted model is the base, so replayed rows cost nothing and pull nowhere.
+    replayed = {k: v[[1, 3]] for k, v in batch.items()}
+    loss = loss_fn(model, replayed)
+    loss.backward()
+    assert abs(loss.item()) < 1e-6
+    assert all(p.grad is None or p.grad.abs().max() < 1e-6 for p in model.parameters() if p.requires_grad)
+    # A trained (random) adapter: compare with the definition, written out.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".lora." in name:
+                p.copy_(torch.randn_like(p) * 0.2)
+    with torch.no_grad():
+        adapted = model(ids).logits[:, :-1].log_softmax(-1)
+        with lora_disabled(model):
+            base = model(ids).logits[:, :-1].log_softmax(-1)
+    targets, keep = labels[:, 1:], labels[:, 1:] != -100
+    ce = F.nll_loss(adapted[[0, 2]][keep[[0, 2]]], targets[[0, 2]][keep[[0, 2]]], reduction="sum")
+    p_log, q_log = base[[1, 3]][keep[[1, 3]]], adapted[[1, 3]][keep[[1, 3]]]
+    kl = (p_log.exp() * (p_log - q_log)).sum()
+    assert kl > 0
+    expected = (ce + kl) / keep.sum()
+    assert torch.allclose(loss_fn(model, batch).detach(), expected, rtol=1e-5)

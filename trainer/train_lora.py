@@ -12,11 +12,13 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 from dataset.lm_dataset import ConcatDatasets, SFTDataset
 from model.chat import generate_replies
@@ -42,6 +44,9 @@ class LoRATrainConfig(TrainConfig):
     # what the base was tuned on keeps the adapter from overwriting everything else the base does.
     replay_data: str = "dataset/sft_demo.jsonl"
     replay_ratio: float = 1.0
+    # What the replayed replies teach: "kl" pulls the adapted model's next-token distribution towards the
+    # frozen base's own (self-distillation: keep what the base does); "ce" fits the replayed text itself.
+    replay_loss: str = "kl"
 
     def validate(self) -> None:
         super().validate()
@@ -49,6 +54,8 @@ class LoRATrainConfig(TrainConfig):
             raise PebbleError(f"--rank must be positive, got {self.rank}")
         if not self.lora_name or "." in self.lora_name:
             raise PebbleError(f"--lora_name {self.lora_name!r} must be non-empty and contain no '.'")
+        if self.replay_loss not in ("kl", "ce"):
+            raise PebbleError(f"--replay_loss must be kl or ce, got {self.replay_loss!r}")
 
 
 def hold_frozen_linears(model: torch.nn.Module, dtype: torch.dtype) -> None:
@@ -59,6 +66,29 @@ def hold_frozen_linears(model: torch.nn.Module, dtype: torch.dtype) -> None:
         if isinstance(module, torch.nn.Linear) and not module.weight.requires_grad:
             if module.weight is not model.get_input_embeddings().weight:  # a tied lm_head stays with the embedding
                 module.weight.data = module.weight.data.to(dtype)
+
+
+def replay_distillation_loss(model: torch.nn.Module) -> Callable[[torch.nn.Module, dict], torch.Tensor]:
+    """A loss for task rows plus replayed rows (batch["source"] 0 and 1): cross-entropy on the task replies,
+    and on the replayed replies the KL divergence from the base's next-token distribution (the adapter
+    switched off) to the adapted model's, summed over both kinds of target tokens and divided by their count."""
+
+    def loss_fn(net: torch.nn.Module, batch: dict) -> torch.Tensor:
+        ids, labels, replay = batch["input_ids"], batch["labels"], batch["source"] == 1  # (B, T), (B, T), (B,)
+        targets = labels[:, 1:]
+        keep = targets != -100  # (B, T-1): positions that predict a reply token
+        logits = net(ids).logits[:, :-1]  # (B, T-1, V); through net so that DDP sees the forward
+        task = keep & ~replay[:, None]
+        loss = F.cross_entropy(logits[task].float(), targets[task], reduction="sum")
+        if bool(replay.any()):
+            with torch.no_grad(), lora_disabled(model):
+                base = model(ids[replay]).logits[:, :-1][keep[replay]]  # (N, V), same order as logits[rep]
+            rep = keep & replay[:, None]
+            loss = loss + F.kl_div(F.log_softmax(logits[rep].float(), -1), F.log_softmax(base.float(), -1),
+                                   log_target=True, reduction="sum")
+        return loss / keep.sum().clamp(min=1)
+
+    return loss_fn
 
 
 def probe_prompts(data_path: Path, count: int) -> list[str]:
@@ -100,12 +130,14 @@ def main() -> None:
     tokenizer = load_tokenizer(cfg.tokenizer_path)
     data_path = repo_path(cfg.data_path)
     data = load_data(cfg, SFTDataset, tokenizer)
-    if cfg.replay_data != "none" and cfg.replay_ratio > 0:
+    replayed = cfg.replay_data != "none" and cfg.replay_ratio > 0
+    if replayed:
         count = round(cfg.replay_ratio * len(data))
         replay = SFTDataset(repo_path(cfg.replay_data), tokenizer, cfg.max_seq_len, sample=(count, cfg.seed))
         data = ConcatDatasets([data, replay])
         if is_main_process():
-            print(f"+ {len(replay)} replayed conversations from {cfg.replay_data} (--replay_ratio {cfg.replay_ratio})")
+            print(f"+ {len(replay)} replayed conversations from {cfg.replay_data} (--replay_ratio {cfg.replay_ratio}, "
+                  f"--replay_loss {cfg.replay_loss})")
     # 2. the frozen base, with a preset adapter folded in if asked
     base_path = weight_path(cfg.save_dir, cfg.from_weight, cfg.hidden_size)
     model = load_model(base_path)
@@ -136,12 +168,14 @@ def main() -> None:
     # 4. train, writing the adapter at every checkpoint
     out_path = lora_dir / f"{cfg.lora_name}_{hidden}.safetensors"
     extra = {"data": data_path.name, "base_weight": cfg.from_weight, "preset_lora": cfg.preset_lora,
-             "replay": f"{cfg.replay_data} x {cfg.replay_ratio}"}
+             "replay": f"{cfg.replay_data} x {cfg.replay_ratio} ({cfg.replay_loss})"}
 
     def save(m) -> None:
         save_lora(m, out_path, name=cfg.lora_name, base_fingerprint=base_fingerprint, **extra)
 
-    summary = train(model, data, cfg, save, f"{cfg.lora_name}_{hidden}", rank, world, device)
+    distill = replayed and cfg.replay_loss == "kl"
+    summary = train(model, data, cfg, save, f"{cfg.lora_name}_{hidden}", rank, world, device,
+                    loss_fn=replay_distillation_loss(model) if distill else None)
     # 5. the effect
     with autocast(device, dtype):
         show_probes(model, tokenizer, probes, f"with {cfg.lora_name}, after training")

@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -245,11 +245,13 @@ def train(
     rank: int = 0,
     world: int = 1,
     device: str = "cpu",
+    loss_fn: Optional[Callable[[torch.nn.Module, dict], torch.Tensor]] = None,
 ) -> dict:
     """Train model on dataset as cfg says, checkpointing to out/checkpoints/{run_name}.safetensors.
 
     Returns a summary (steps, final loss, tokens/s). save_artifact(model) writes the stage's output at
-    every checkpoint and at the end; only rank 0 calls it.
+    every checkpoint and at the end; only rank 0 calls it. loss_fn(net, batch on device) replaces the
+    language-model loss (the mean cross-entropy of the target tokens).
     """
     torch.manual_seed(cfg.seed)
     save_dir = Path(cfg.save_dir)
@@ -299,11 +301,14 @@ def train(
         torch.manual_seed(cfg.seed * 100003 + step)  # dropout masks depend only on the step: resumable
         for micro in range(cfg.accumulation_steps):
             batch = collate([dataset[i] for i in batches[in_epoch * cfg.accumulation_steps + micro]])
-            ids, labels = batch["input_ids"].to(device), batch["labels"].to(device)
+            batch = {k: v.to(device) for k, v in batch.items()}
             sync = micro == cfg.accumulation_steps - 1 or world == 1
             with (contextlib.nullcontext() if sync else net.no_sync()), autocast(device, dtype):
                 # Right padding under a causal mask never reaches real tokens, so no attention mask is needed.
-                loss = net(ids, labels=labels, loss_only=True).loss
+                if loss_fn is None:
+                    loss = net(batch["input_ids"], labels=batch["labels"], loss_only=True).loss
+                else:
+                    loss = loss_fn(net, batch)
             if not torch.isfinite(loss):
                 raise PebbleError(f"the loss became {loss.item()} at step {step}; lower --learning_rate. "
                                   f"The last good checkpoint is {ckpt_path}")
