@@ -281,7 +281,10 @@ def adapters_per_row(model: nn.Module, names: list[Optional[str]]):
     One forward serves all rows: each layer computes its base output once for the whole batch, then adds each
     adapter's output to that adapter's rows only. Every forward inside the block must have len(names) rows,
     which holds through `generate` (KV cache and left padding keep the rows in place). The active set is
-    ignored inside the block and routing is undone after it.
+    ignored inside the block and routing is undone after it. Under bf16 autocast a layer's output turns float32
+    for the whole batch once any row adds a (float32) adapter output there, as y + delta does for one adapter:
+    base rows then carry more precision than alone, so greedy tokens may part at bf16-level near-ties.
+    Routing lives in the layers: one thread at a time may run a model with it.
     """
     if not names:
         raise PebbleError("adapters_per_row needs one adapter name (or None) per row; got an empty list")

@@ -393,7 +393,6 @@ def create_app(worker: BatchWorker, tokenizer, models: dict[str, Optional[str]],
     import contextlib
 
     from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, StreamingResponse
     from starlette.exceptions import HTTPException
 
@@ -415,10 +414,6 @@ def create_app(worker: BatchWorker, tokenizer, models: dict[str, Optional[str]],
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, e: HTTPException):
         return JSONResponse(APIError(e.status_code, str(e.detail)).body(), status_code=e.status_code)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, e: RequestValidationError):
-        return JSONResponse(APIError(400, str(e.errors())).body(), status_code=400)
 
     @app.get("/v1/models")
     async def list_models():
@@ -518,10 +513,8 @@ def build_app(args: argparse.Namespace):
 def main(argv: Optional[list[str]] = None) -> None:
     """Parse the flags, load everything, listen and serve until interrupted."""
     args = parse_args(argv)
-    require_server_deps()
-    import uvicorn
-
-    app, worker = build_app(args)
+    app, _ = build_app(args)
+    import uvicorn  # present: build_app checked
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
