@@ -212,7 +212,11 @@ def test_the_command_line_serves_and_prints_its_address():
                              "--log_level", "warning", "--dtype", "float32"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        line = proc.stdout.readline()  # printed once the models are loaded and the port is bound
+        lines = []  # "serving ..." comes once the models are loaded and the port is bound; warnings may come first
+        while not lines or not lines[-1].startswith("serving"):
+            lines.append(proc.stdout.readline())
+            assert lines[-1] and len(lines) < 50, "".join(lines)
+        line = lines[-1]
         assert "pebble, lora_identity, lora_medical" in line, line
         url = line.split(" at ")[1].split()[0]
         assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
