@@ -25,6 +25,7 @@ How requests are served:
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import socket
@@ -390,8 +391,6 @@ def completion_id() -> str:
 
 def create_app(worker: BatchWorker, tokenizer, models: dict[str, Optional[str]], limits: Limits):
     """The FastAPI app; it starts the worker on startup and stops it on shutdown."""
-    import contextlib
-
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, StreamingResponse
     from starlette.exceptions import HTTPException
