@@ -137,9 +137,14 @@ def adapter_path(save_dir: Path, name: str, hidden_size: int) -> Path:
             with contextlib.suppress(PebbleError):
                 return weight_path(directory, stem, hidden_size)
     lora_dir = save_dir / "lora"
-    have = sorted(p.name for p in lora_dir.glob(f"*_{hidden_size}.*") if p.suffix in (".safetensors", ".pth"))
+    have = [p.name for p in adapter_files(lora_dir, hidden_size)]
     raise PebbleError(f"no adapter file for {name!r} with hidden_size {hidden_size} in {lora_dir} or {save_dir} "
                       f"(found: {', '.join(have) or 'none'}); train one with python trainer/train_lora.py")
+
+
+def adapter_files(lora_dir: Path, hidden_size: int) -> list[Path]:
+    """The adapter files (.safetensors or MiniMind's .pth) for this hidden size in lora_dir, sorted by name."""
+    return sorted(p for p in lora_dir.glob(f"*_{hidden_size}.*") if p.suffix in (".safetensors", ".pth"))
 
 
 def load_adapter(model, path: Path) -> str:

@@ -13,6 +13,7 @@ whether the mixed batch produced the same tokens as the grouped batches.
 """
 import os
 import sys
+from typing import Callable, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -28,9 +29,10 @@ from trainer.trainer_utils import autocast, base_model_parser, load_tokenizer, r
 ADAPTERS = ("lora_identity", "lora_medical", None)  # None: the base alone
 
 
-def arms(model, prompts: list[list[int]], names: list, new_tokens: int) -> dict:
+def arms(model, prompts: list[list[int]], names: list[Optional[str]],
+         new_tokens: int) -> dict[str, Callable[[], torch.Tensor]]:
     """The three ways to serve the requests, each returning the new tokens (N, new_tokens) in request order."""
-    def generate(rows: list[int], adapters=None) -> torch.Tensor:
+    def generate(rows: list[int], adapters: Optional[list[Optional[str]]] = None) -> torch.Tensor:
         return generate_tokens(model, [prompts[i] for i in rows], new_tokens, eos_token_id=-1, adapters=adapters)
 
     def mixed() -> torch.Tensor:
@@ -55,11 +57,13 @@ def arms(model, prompts: list[list[int]], names: list, new_tokens: int) -> dict:
 
 
 def main() -> None:
+    """Time the three arms for each --sizes and print one markdown row per arm."""
     parser = base_model_parser(__doc__)
     parser.add_argument("--sizes", default="8,16", help="numbers of requests, comma-separated (default: 8,16)")
     parser.add_argument("--new_tokens", type=int, default=64, help="tokens decoded per request (default: 64)")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds after one warm-up (default: 3)")
-    parser.add_argument("--dtype", default="auto", help="autocast dtype; auto as the other rows (default: auto)")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
+                        help="autocast dtype; auto as the other rows (default: auto)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads; 0 keeps torch's default, 1 is steadier on a shared machine (default: 0)")
     args = parser.parse_args()

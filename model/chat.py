@@ -4,7 +4,7 @@ Each conversation of a batch may name its own adapter: the batch still runs as o
 adapters routed per row (model_lora.adapters_per_row).
 """
 import contextlib
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import torch
 
@@ -20,7 +20,8 @@ def encode_prompt(tokenizer, messages: Messages) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def left_pad(prompts: list[list[int]], pad_id: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(prompts: list[list[int]], pad_id: int,
+             device: Optional[Union[str, torch.device]] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids, attention_mask), both (B, T) with T the longest prompt; shorter prompts are padded on the left."""
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long, device=device)

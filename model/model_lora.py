@@ -258,7 +258,7 @@ def set_active_lora(model: nn.Module, spec: ActiveSpec) -> None:
 
 
 @contextlib.contextmanager
-def adapter_active(model: nn.Module, spec: ActiveSpec):
+def adapter_active(model: nn.Module, spec: ActiveSpec) -> Iterator[nn.Module]:
     """Run the block with only `spec` active (None: the base alone); the previous choice comes back after."""
     saved = {path: dict(layer.active) for path, layer in lora_layers(model)}
     try:
@@ -269,13 +269,13 @@ def adapter_active(model: nn.Module, spec: ActiveSpec):
             layer.active = saved[path]
 
 
-def lora_disabled(model: nn.Module):
+def lora_disabled(model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
     """Run the base model alone inside the block; the previous active set comes back afterwards."""
     return adapter_active(model, None)
 
 
 @contextlib.contextmanager
-def adapters_per_row(model: nn.Module, names: list[Optional[str]]):
+def adapters_per_row(model: nn.Module, names: list[Optional[str]]) -> Iterator[nn.Module]:
     """Run the block with row i of every batch answered by adapter names[i] (None: the base alone).
 
     One forward serves all rows: each layer computes its base output once for the whole batch, then adds each

@@ -31,7 +31,7 @@ from torch import nn
 from eval_llm import adapter_path
 from model.checkpoint import (REPO_ROOT, PebbleError, PathLike, atomic_write, fingerprint, load_model,
                               load_tensors, repo_path, save_tensors, state_dict_to_save, weight_path)
-from model.model_lora import check_adapter_name, find_targets, load_lora, lora_layers, merge_lora
+from model.model_lora import adapter_names, check_adapter_name, find_targets, load_lora, lora_layers, merge_lora
 from model.model_pebble import PebbleForCausalLM
 from trainer.trainer_utils import base_model_parser, check_tokenizer_fits, load_tokenizer, run_cli
 
@@ -124,7 +124,8 @@ def export_peft(model: nn.Module, name: str, out_dir: PathLike, base_model_name_
     """Write adapter `name` (attached to model) as a PEFT folder: adapter_config.json, adapter_model.safetensors."""
     adapters = {path: layer.lora[name] for path, layer in lora_layers(model) if name in layer.lora}
     if not adapters:
-        raise PebbleError(f"no adapter named {name!r} is attached to the model")
+        have = ", ".join(adapter_names(model)) or "none"
+        raise PebbleError(f"no adapter named {name!r} is attached to the model (it has: {have}); load it first")
     r = Counter(a.rank for a in adapters.values()).most_common(1)[0][0]
     alpha = Counter(a.alpha for a in adapters.values()).most_common(1)[0][0]
     names = sorted({path.split(".")[-1] for path in adapters})
@@ -185,7 +186,8 @@ def read_peft_weights(peft_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
         if path.is_file():
             break
     else:
-        raise PebbleError(f"{peft_dir} holds neither adapter_model.safetensors nor adapter_model.bin")
+        raise PebbleError(f"{peft_dir} holds neither adapter_model.safetensors nor adapter_model.bin; pass the folder "
+                          "a PEFT save_pretrained wrote")
     tensors, _ = load_tensors(path)  # .bin is read with weights_only=True
     modules: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
@@ -216,12 +218,12 @@ def check_fits(modules: dict[str, dict[str, torch.Tensor]], config: dict, model:
     """Every adapted module exists in the base as a linear layer of the right shape (and is not the tied head)."""
     linears = {p: m for p, m in model.named_modules() if isinstance(m, nn.Linear) and ".lora." not in p}
     targets = config.get("target_modules")
-    if isinstance(targets, list):
-        have = {p.split(".")[-1] for p in linears}
-        missing = [t for t in targets if t not in have and t not in linears]
+    if isinstance(targets, list):  # PEFT matches a listed target to a module path that equals or ends with it
+        missing = [t for t in targets if not any(p == t or p.endswith(f".{t}") for p in linears)]
         if missing:
+            have = sorted({p.split(".")[-1] for p in linears})
             raise PebbleError(f"{peft_dir} targets {', '.join(missing)}, which this model lacks (it has "
-                              f"{', '.join(sorted(have))}); it was trained for another architecture")
+                              f"{', '.join(have)}); it was trained for another architecture")
     for module, pair in modules.items():
         layer = linears.get(module)
         if module == "lm_head":

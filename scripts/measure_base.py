@@ -12,7 +12,7 @@ import torch
 
 from dataset.lm_dataset import SFTDataset
 from eval_llm import assistant_token_loss, first_user_turns
-from model.chat import encode_prompt, reply
+from model.chat import encode_prompt, left_pad, reply
 from model.checkpoint import load_model, repo_path, weight_path
 from trainer.trainer_utils import autocast, base_model_parser, load_tokenizer, resolve_dtype, run_cli
 
@@ -26,11 +26,8 @@ def eos_rate(model, tokenizer, conversations: list, max_new_tokens: int, batch_s
     ended = 0
     for start in range(0, len(conversations), batch_size):
         prompts = [encode_prompt(tokenizer, c) for c in conversations[start:start + batch_size]]
-        width = max(len(p) for p in prompts)
-        ids = torch.zeros(len(prompts), width, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p):], mask[i, width - len(p):] = torch.tensor(p), 1
+        ids, mask = left_pad(prompts, pad_id=0)
+        width = ids.shape[1]
         out = model.generate(ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                              eos_token_id=tokenizer.eos_token_id)
         ended += int((out[:, width:] == tokenizer.eos_token_id).any(dim=1).sum())

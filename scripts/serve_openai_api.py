@@ -20,6 +20,7 @@ How requests are served:
   only holds requests with equal (temperature, top_p) (all greedy requests, temperature 0, count as equal).
   Requests with other settings stay queued, in arrival order, for a later batch.
 - At most --max_queue requests wait; one more is answered 429 at once instead of growing the queue.
+- A client that leaves (mid-stream, or before its plain reply) is dropped from the queue, or its row stops.
 - usage.completion_tokens counts the tokens generated for the row, the eos that ended it included.
 """
 import argparse
@@ -36,16 +37,19 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch
 
-from eval_llm import load_adapter, load_base
+from eval_llm import adapter_files, load_adapter, load_base
 from model.chat import encode_prompt, generate_tokens
 from model.checkpoint import PebbleError, repo_path
 from trainer.trainer_utils import autocast, base_model_parser, load_tokenizer, resolve_dtype, run_cli
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 BASE_MODEL_ID = "pebble"  # the model id that means the base without an adapter
 ROLES = ("system", "user", "assistant")
@@ -78,8 +82,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     if args.default_max_tokens > args.max_tokens_limit:
         raise PebbleError(f"--default_max_tokens {args.default_max_tokens} is above --max_tokens_limit "
                           f"{args.max_tokens_limit}; lower it or raise the limit")
-    if args.gather_ms < 0 or not 0 <= args.port <= 65535:
-        raise PebbleError(f"--gather_ms must be >= 0 and --port in 0..65535, got {args.gather_ms} and {args.port}")
+    if args.gather_ms < 0:
+        raise PebbleError(f"--gather_ms must be 0 or more, got {args.gather_ms}")
+    if not 0 <= args.port <= 65535:
+        raise PebbleError(f"--port must be in 0..65535 (0 picks a free one), got {args.port}")
     return args
 
 
@@ -269,6 +275,7 @@ class BatchWorker:
         self.cond = threading.Condition()
         self.stopping = False
         self.recent_batches: collections.deque[tuple[int, tuple[float, float]]] = collections.deque(maxlen=1000)
+        self.dropped = 0  # requests whose client left before they ended (dropped from the queue or the batch)
         self.thread = threading.Thread(target=self._run, name="pebble-batch-worker", daemon=True)
 
     def start(self) -> None:
@@ -314,6 +321,7 @@ class BatchWorker:
                     break
                 self.cond.wait(left)
             live = [job for job in self.pending if not job.cancelled]
+            self.dropped += len(self.pending) - len(live)
             if not live:
                 self.pending.clear()
                 return []
@@ -356,6 +364,7 @@ class BatchWorker:
                     continue
                 if batch[i].cancelled:
                     done[i] = True
+                    self.dropped += 1
                     continue
                 counts[i] += 1
                 if token == self.eos:
@@ -389,7 +398,7 @@ def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex[:24]}"
 
 
-def create_app(worker: BatchWorker, tokenizer, models: dict[str, Optional[str]], limits: Limits):
+def create_app(worker: BatchWorker, tokenizer, models: dict[str, Optional[str]], limits: Limits) -> "FastAPI":
     """The FastAPI app; it starts the worker on startup and stops it on shutdown."""
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, StreamingResponse
@@ -427,15 +436,22 @@ def create_app(worker: BatchWorker, tokenizer, models: dict[str, Optional[str]],
         head = {"id": completion_id(), "created": int(time.time()), "model": req.model}
         if req.stream:
             return StreamingResponse(stream_events(job, head), media_type="text/event-stream")
+        # Nothing else reads the connection until the reply is sent: watch it, so that a client that leaves
+        # (or times out) frees its row at once instead of holding it to max_tokens.
+        watcher = asyncio.create_task(cancel_on_disconnect(request.receive, job))
         pieces = []
-        while True:
-            event = await job.events.get()
-            if event.kind == "delta":
-                pieces.append(event.text)
-            elif event.kind == "error":
-                raise APIError(500, event.text, kind="server_error")
-            else:
-                break
+        try:
+            while True:
+                event = await job.events.get()
+                if event.kind == "delta":
+                    pieces.append(event.text)
+                elif event.kind == "error":
+                    raise APIError(500, event.text, kind="server_error")
+                else:
+                    break
+        finally:
+            watcher.cancel()
+            job.cancelled = True  # finished, failed or cancelled: either way its row need not run on
         usage = usage_of(req, event)
         choice = {"index": 0, "message": {"role": "assistant", "content": "".join(pieces)},
                   "logprobs": None, "finish_reason": event.finish_reason}
@@ -444,13 +460,22 @@ def create_app(worker: BatchWorker, tokenizer, models: dict[str, Optional[str]],
     return app
 
 
+async def cancel_on_disconnect(receive: Callable[[], Awaitable[dict]], job: Job) -> None:
+    """Once the ASGI receive channel reports that the client closed the connection, cancel job and wake the
+    handler that waits for its events (the worker sends none to a cancelled row)."""
+    while (await receive())["type"] != "http.disconnect":  # the body was read: only the disconnect comes
+        pass
+    job.cancelled = True
+    job.events.put_nowait(Event("error", "the client closed the connection"))  # answered to no one
+
+
 def usage_of(req: ChatRequest, end: Event) -> dict:
     """OpenAI's usage object for a finished request."""
     return {"prompt_tokens": len(req.prompt), "completion_tokens": end.completion_tokens,
             "total_tokens": len(req.prompt) + end.completion_tokens}
 
 
-async def stream_events(job: Job, head: dict):
+async def stream_events(job: Job, head: dict) -> AsyncIterator[str]:
     """Server-sent events for one request: chat.completion.chunk lines, then `data: [DONE]`."""
     def chunk(delta: dict, finish_reason: Optional[str] = None, **extra: Any) -> str:
         choices = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
@@ -484,8 +509,7 @@ async def stream_events(job: Job, head: dict):
 def served_models(model, save_dir: Path, hidden_size: int) -> dict[str, Optional[str]]:
     """Load every adapter of SAVE_DIR/lora/ for this hidden size onto the model -> {model id: adapter name}."""
     models: dict[str, Optional[str]] = {BASE_MODEL_ID: None}
-    files = sorted(p for p in (save_dir / "lora").glob(f"*_{hidden_size}.*") if p.suffix in (".safetensors", ".pth"))
-    for path in files:
+    for path in adapter_files(save_dir / "lora", hidden_size):
         name = load_adapter(model, path)
         if name in models:
             raise PebbleError(f"{path}: the adapter's name {name!r} is taken (by the base or another file); "
@@ -494,7 +518,7 @@ def served_models(model, save_dir: Path, hidden_size: int) -> dict[str, Optional
     return models
 
 
-def build_app(args: argparse.Namespace):
+def build_app(args: argparse.Namespace) -> tuple["FastAPI", BatchWorker]:
     """Load the base, its adapters and the tokenizer as the flags say -> (FastAPI app, worker)."""
     require_server_deps()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device

@@ -123,8 +123,12 @@ def test_peft_trained_adapter_imports_with_peft_logits(hf_dir, tmp_path, options
     path = import_peft(tmp_path / "peft", ours, tmp_path / "imported_64.safetensors", name="imported")
     meta = read_metadata(path)
     assert meta["targets"] == ["down_proj", "q_proj", "v_proj"] and meta["base_fingerprint"] == fingerprint(ours)
-    load_lora(ours, path)
+    name = load_lora(ours, path)
     torch.testing.assert_close(logits(ours), expected, atol=1e-5, rtol=0)
+    # and back to PEFT: ranks and scales that differ by module must survive as rank_pattern/alpha_pattern
+    back = export_peft(ours, name, tmp_path / "back")
+    reloaded = peft.PeftModel.from_pretrained(peft_ready(load_hf(hf_dir)), str(back)).eval()
+    torch.testing.assert_close(logits(reloaded), expected, atol=1e-5, rtol=0)
     set_active_lora(ours, None)
     assert not torch.allclose(logits(ours), expected, atol=1e-3)  # the adapter does change the output
 
@@ -148,7 +152,7 @@ def test_ours_to_peft_to_ours_is_exact(tmp_path):
     ({"bias": "all"}, "train no biases"),
     ({"fan_in_fan_out": True}, "transposed"),
     ({"modules_to_save": ["lm_head"]}, "whole trained layers"),
-    ({"target_modules": ["q_proj", "gate_up_proj"]}, "gate_up_proj, which this model lacks"),
+    ({"target_modules": ["self_attn.q_proj", "gate_up_proj"]}, "targets gate_up_proj, which this model lacks"),
     ({"peft_type": "IA3"}, "only LoRA"),
     ({"r": 8}, "rank 4 but adapter_config.json says 8"),
 ])

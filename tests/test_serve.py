@@ -1,9 +1,10 @@
-"""scripts/serve_openai_api.py with the official openai client, on the shipped base and both adapters: replies
-equal the library's generate_replies, streams join to the plain reply, concurrent requests across adapters are
-batched and each equals the same request served alone, bad requests get OpenAI-shaped 4xx errors and a full
-queue answers 429, while the server keeps serving."""
+"""scripts/serve_openai_api.py with the official openai client, on the shipped base and both adapters: replies,
+finish reasons and token counts equal the library's generate_tokens, streams join to the plain reply, concurrent
+requests across adapters are batched and each equals the same request served alone, a client that leaves frees its
+row, bad requests get OpenAI-shaped 4xx errors and a full queue answers 429, while the server keeps serving."""
 import contextlib
 import importlib.util
+import json
 import socket
 import sys
 import threading
@@ -19,7 +20,7 @@ pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
 from eval_llm import load_adapter  # noqa: E402
-from model.chat import encode_prompt, generate_replies  # noqa: E402
+from model.chat import encode_prompt, generate_tokens  # noqa: E402
 from model.checkpoint import PebbleError, load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,7 +75,7 @@ def test_models_lists_the_base_and_every_adapter(server):
     assert [m.id for m in client(url).models.list().data] == MODELS
 
 
-def test_plain_completion_equals_generate_replies_with_that_adapter(server):
+def test_plain_completion_equals_the_library_generate_with_that_adapter(server):
     url, worker = server
     # A model of our own: the worker's is busy, or still leaving its last batch, in another thread.
     model = load_model(ROOT / "out" / "full_sft_256.safetensors").eval()
@@ -86,14 +87,17 @@ def test_plain_completion_equals_generate_replies_with_that_adapter(server):
         choice = out.choices[0]
         assert out.object == "chat.completion" and out.model == name
         assert choice.message.role == "assistant" and choice.finish_reason in ("stop", "length")
-        messages = [{"role": "user", "content": PROMPTS[0]}]
-        assert out.usage.prompt_tokens == len(encode_prompt(worker.tokenizer, messages))
-        assert 1 <= out.usage.completion_tokens <= 32
-        assert out.usage.total_tokens == out.usage.prompt_tokens + out.usage.completion_tokens
-        assert (choice.finish_reason == "length") == (out.usage.completion_tokens == 32)
+        tokenizer = worker.tokenizer
+        prompt = encode_prompt(tokenizer, [{"role": "user", "content": PROMPTS[0]}])
         adapter = None if name == "pebble" else name
-        expected = generate_replies(model, worker.tokenizer, [messages], 32, adapters=[adapter])[0]
-        assert choice.message.content.strip() == expected
+        new = generate_tokens(model, [prompt], 32, eos_token_id=tokenizer.eos_token_id,
+                              pad_token_id=tokenizer.pad_token_id, adapters=[adapter])[0].tolist()
+        ended = tokenizer.eos_token_id in new  # then the reply is the tokens up to and including eos
+        assert choice.finish_reason == ("stop" if ended else "length")
+        assert out.usage.prompt_tokens == len(prompt)
+        assert out.usage.completion_tokens == (new.index(tokenizer.eos_token_id) + 1 if ended else 32)
+        assert out.usage.total_tokens == out.usage.prompt_tokens + out.usage.completion_tokens
+        assert choice.message.content == tokenizer.decode(new, skip_special_tokens=True)
         replies[name] = choice.message.content
     assert len(set(replies.values())) == 3  # each model answers in its own way
 
@@ -148,6 +152,30 @@ def test_sampling_settings_split_batches(server):
     assert sum(size for size, _ in batches) == 4
     # Three different settings: at least three batches, each with one setting (greedy ignores top_p).
     assert {key for _, key in batches} == {(0.0, 1.0), (0.9, 0.8), (0.9, 1.0)}
+
+
+def test_a_client_that_leaves_frees_its_row_streamed_or_not(server):
+    url, worker = server
+    # Sampling at temperature 2 makes eos unlikely for hundreds of tokens, so the row would run on for seconds
+    # if the server did not notice that its client left.
+    body = {"model": "lora_medical", "messages": [{"role": "user", "content": PROMPTS[2]}], "max_tokens": 400,
+            "temperature": 2.0}
+    for stream in (True, False):
+        before = worker.dropped
+        with httpx.Client(timeout=httpx.Timeout(30, read=None if stream else 0.3)) as http:
+            if stream:
+                with http.stream("POST", f"{url}/chat/completions", json={**body, "stream": True}) as r:
+                    for line in r.iter_lines():  # leave after the first piece of text
+                        if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
+                            break
+            else:
+                with pytest.raises(httpx.ReadTimeout):  # the client gives up on the plain reply and hangs up
+                    http.post(f"{url}/chat/completions", json=body)
+        deadline = time.monotonic() + 10
+        while worker.dropped == before:
+            assert time.monotonic() < deadline, f"the row of a client that left kept running (stream={stream})"
+            time.sleep(0.02)
+    assert ask(url, "pebble", "hi", max_tokens=4).choices[0].message.content is not None  # still serving
 
 
 def test_bad_requests_get_openai_shaped_errors_and_the_server_keeps_serving(server):
