@@ -86,27 +86,34 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # weight * x / sqrt(mean(x^2) + eps), as one fused op in float32 (a few ops instead of eight per call)
+        if x.dtype == self.weight.dtype == torch.float32:  # no casts: a decoded token runs 33 norms
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         return F.rms_norm(x.float(), self.weight.shape, self.weight.float(), self.eps).to(x.dtype)
 
 
 def rope_cos_sin(position_ids: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables for the given positions (B, T) -> two (B, T, head_dim) float32 tensors.
+    """Rotation tables for the given positions (B, T) -> cos and signed sin, two (B, T, 1, head_dim) float32
+    tensors that broadcast over heads; signed sin is (-sin, sin) over the two halves (see apply_rope).
 
     Computed on the fly rather than stored as buffers: buffers that are not saved come back uninitialised
     when transformers builds a model on the meta device, and the work here is tiny next to the matmuls.
     """
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=position_ids.device).float() / head_dim)
-    angles = position_ids.float().unsqueeze(-1) * inv_freq  # (B, T, hd/2)
-    angles = torch.cat((angles, angles), dim=-1)  # (B, T, hd): the non-interleaved ("rotate_half") layout
-    return angles.cos(), angles.sin()
+    angles = position_ids.float()[:, :, None, None] * inv_freq  # (B, T, 1, hd/2)
+    sin = angles.sin()
+    # the non-interleaved ("rotate_half") layout: dimension i pairs with i + hd/2
+    return torch.cat((angles, angles), dim=-1).cos(), torch.cat((-sin, sin), dim=-1)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x (B, T, nh, hd) by the angles in cos/sin (B, T, hd)."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    cos, sin = cos.unsqueeze(2).to(x.dtype), sin.unsqueeze(2).to(x.dtype)  # broadcast over heads
-    return x * cos + rotated * sin
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x (B, T, nh, hd) by the angles in rope_cos_sin's tables (B, T, 1, hd).
+
+    rotate_half(x) * sin = (-x2, x1) * (sin, sin) = (x2, x1) * (-sin, sin): the sign lives in the table, so the
+    rotation is one roll and no negation per call, with the same result bit for bit.
+    """
+    if cos.dtype != x.dtype:
+        cos, signed_sin = cos.to(x.dtype), signed_sin.to(x.dtype)
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin
 
 
 class KVCache:
@@ -132,10 +139,10 @@ class KVCache:
             size = max(end, 2 * (buf_k.shape[2] if buf_k is not None else 0), self.capacity)
             self.keys[layer] = self._grow(buf_k, k, size, start)
             self.values[layer] = self._grow(self.values[layer], v, size, start)
-        self.keys[layer][:, :, start:end] = k
-        self.values[layer][:, :, start:end] = v
+        self.keys[layer].narrow(2, start, new).copy_(k)
+        self.values[layer].narrow(2, start, new).copy_(v)
         self.lengths[layer] = end
-        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+        return self.keys[layer].narrow(2, 0, end), self.values[layer].narrow(2, 0, end)
 
     @staticmethod
     def _grow(old: Optional[torch.Tensor], like: torch.Tensor, size: int, keep: int) -> torch.Tensor:
@@ -144,6 +151,21 @@ class KVCache:
         if old is not None:
             new[:, :, :keep] = old[:, :, :keep]
         return new
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor], gqa: bool) -> torch.Tensor:
+    """Causal scaled-dot-product attention of q (B, nh, Tq, hd) over k, v (B, nkv, Tk, hd) -> (B, nh, Tq, hd).
+
+    With no mask the queries are the last Tq of the keys: plain causal attention (Tq == 1 needs none).
+    enable_gqa lets each group of query heads read its kv head in place: no copy of the (cached) k and v.
+    Autocast would run it in bf16 from float32 inputs too, but torch's CPU flash-attention backward is 4-7x
+    slower in bf16 than in float32 at chat lengths, so on CPU autocast is switched off here.
+    """
+    causal = mask is None and q.shape[2] > 1
+    if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=gqa)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=gqa)
 
 
 class Attention(nn.Module):
@@ -175,17 +197,16 @@ class Attention(nn.Module):
         q = self.q_proj(x).view(B, T, self.n_heads, self.hd)  # (B, T, nh, hd)
         k = self.k_proj(x).view(B, T, self.n_kv, self.hd)  # (B, T, nkv, hd)
         v = self.v_proj(x).view(B, T, self.n_kv, self.hd)
+        if x.device.type == "cpu":  # see attend(): q/k norm, RoPE and attention in float32 on CPU
+            q, k, v = q.float(), k.float(), v.float()
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, hd)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, nkv, T_past + T, hd)
-        # With no mask the queries are the last T of the keys: plain causal attention (T == 1 needs none).
-        # enable_gqa lets each group of query heads read its kv head in place: no copy of the (cached) k and v.
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
-                                           enable_gqa=self.n_kv != self.n_heads)
-        y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.hd)  # (B, T, nh * hd)
+        y = attend(q, k, v, mask, gqa=self.n_kv != self.n_heads)  # (B, nh, T, hd)
+        y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.hd).to(x.dtype)  # (B, T, nh * hd)
         return self.o_proj(y)
 
 
