@@ -161,11 +161,13 @@ class SFTDataset(TokenizedJsonl):
 class ConcatDatasets(torch.utils.data.Dataset):
     """Several tokenized datasets as one (e.g. task data plus replayed general chat), with their lengths.
 
-    Each sample carries "source", the index of the part it came from, so a loss can treat parts differently.
+    Each sample carries "source", a number naming where it came from (by default its part's index), so a loss
+    can treat them differently. A part may appear several times (each time a full copy of its samples).
     """
 
-    def __init__(self, parts: list[TokenizedJsonl]):
-        self.index = [(k, d, i) for k, d in enumerate(parts) for i in range(len(d))]
+    def __init__(self, parts: list[TokenizedJsonl], sources: Optional[list[int]] = None):
+        sources = list(range(len(parts))) if sources is None else sources
+        self.index = [(k, d, i) for k, d in zip(sources, parts) for i in range(len(d))]
         self.lengths = [n for d in parts for n in d.lengths]
         self.num_truncated = sum(d.num_truncated for d in parts)
 

@@ -47,6 +47,7 @@ class LoRATrainConfig(TrainConfig):
     # What the replayed replies teach: "kl" pulls the adapted model's next-token distribution towards the
     # frozen base's own (self-distillation: keep what the base does); "ce" fits the replayed text itself.
     replay_loss: str = "kl"
+    replay_weight: float = 1.0  # with --replay_loss kl: weight of a replayed token's KL against a task token's CE
 
     def validate(self) -> None:
         super().validate()
@@ -54,6 +55,8 @@ class LoRATrainConfig(TrainConfig):
             raise PebbleError(f"--rank must be positive, got {self.rank}")
         if not self.lora_name or "." in self.lora_name:
             raise PebbleError(f"--lora_name {self.lora_name!r} must be non-empty and contain no '.'")
+        if self.replay_weight < 0:
+            raise PebbleError(f"--replay_weight must be >= 0, got {self.replay_weight}")
         if self.replay_loss not in ("kl", "ce"):
             raise PebbleError(f"--replay_loss must be kl or ce, got {self.replay_loss!r}")
 
@@ -68,10 +71,12 @@ def hold_frozen_linears(model: torch.nn.Module, dtype: torch.dtype) -> None:
                 module.weight.data = module.weight.data.to(dtype)
 
 
-def replay_distillation_loss(model: torch.nn.Module) -> Callable[[torch.nn.Module, dict], torch.Tensor]:
+def replay_distillation_loss(model: torch.nn.Module, weight: float = 1.0) -> Callable[[torch.nn.Module, dict],
+                                                                                      torch.Tensor]:
     """A loss for task rows plus replayed rows (batch["source"] 0 and 1): cross-entropy on the task replies,
-    and on the replayed replies the KL divergence from the base's next-token distribution (the adapter
-    switched off) to the adapted model's, summed over both kinds of target tokens and divided by their count."""
+    and on the replayed replies `weight` times the KL divergence from the base's next-token distribution (the
+    adapter switched off) to the adapted model's, summed over both kinds of target tokens and divided by their
+    count."""
 
     def loss_fn(net: torch.nn.Module, batch: dict) -> torch.Tensor:
         ids, labels, replay = batch["input_ids"], batch["labels"], batch["source"] == 1  # (B, T), (B, T), (B,)
@@ -84,8 +89,8 @@ def replay_distillation_loss(model: torch.nn.Module) -> Callable[[torch.nn.Modul
             with torch.no_grad(), lora_disabled(model):
                 base = model(ids[replay]).logits[:, :-1][keep[replay]]  # (N, V), same order as logits[rep]
             rep = keep & replay[:, None]
-            loss = loss + F.kl_div(F.log_softmax(logits[rep].float(), -1), F.log_softmax(base.float(), -1),
-                                   log_target=True, reduction="sum")
+            loss = loss + weight * F.kl_div(F.log_softmax(logits[rep].float(), -1), F.log_softmax(base.float(), -1),
+                                            log_target=True, reduction="sum")
         return loss / keep.sum().clamp(min=1)
 
     return loss_fn
@@ -132,12 +137,18 @@ def main() -> None:
     data = load_data(cfg, SFTDataset, tokenizer)
     replayed = cfg.replay_data != "none" and cfg.replay_ratio > 0
     if replayed:
-        count = round(cfg.replay_ratio * len(data))
+        # Each pass over the task data meets general chat it has not seen before: the task data once per epoch
+        # plus epochs x replay_ratio x its size replayed conversations, trained as one shuffled pass (the same
+        # number of steps as epochs over task + replay). The more different replayed replies, the better the
+        # adapter keeps the base's general behaviour on chat it has never seen.
+        count = round(cfg.replay_ratio * len(data)) * cfg.epochs
         replay = SFTDataset(repo_path(cfg.replay_data), tokenizer, cfg.max_seq_len, sample=(count, cfg.seed))
-        data = ConcatDatasets([data, replay])
+        data = ConcatDatasets([data] * cfg.epochs + [replay], sources=[0] * cfg.epochs + [1])
         if is_main_process():
-            print(f"+ {len(replay)} replayed conversations from {cfg.replay_data} (--replay_ratio {cfg.replay_ratio}, "
-                  f"--replay_loss {cfg.replay_loss})")
+            print(f"+ {len(replay)} replayed conversations from {cfg.replay_data} (--replay_ratio {cfg.replay_ratio}"
+                  f" per epoch, new ones each epoch; --replay_loss {cfg.replay_loss}); {cfg.epochs} epochs of task "
+                  f"data and the replay are trained as one shuffled pass of {len(data)} samples")
+        cfg.epochs = 1
     # 2. the frozen base, with a preset adapter folded in if asked
     base_path = weight_path(cfg.save_dir, cfg.from_weight, cfg.hidden_size)
     model = load_model(base_path)
@@ -175,7 +186,7 @@ def main() -> None:
 
     distill = replayed and cfg.replay_loss == "kl"
     summary = train(model, data, cfg, save, f"{cfg.lora_name}_{hidden}", rank, world, device,
-                    loss_fn=replay_distillation_loss(model) if distill else None)
+                    loss_fn=replay_distillation_loss(model, cfg.replay_weight) if distill else None)
     # 5. the effect
     with autocast(device, dtype):
         show_probes(model, tokenizer, probes, f"with {cfg.lora_name}, after training")
