@@ -80,6 +80,12 @@ IDENTITY_TRAIN_EN: tuple[tuple[str, str], ...] = (
     ("company:OpenAI", "Did OpenAI build you?"),
     ("human", "Are you a human?"), ("human", "Are you a real person?"), ("human", "Are you human?"),
     ("ability", "What can you do?"), ("ability", "How can you help me?"), ("ability", "What are you able to do?"),
+    # Questions about "this assistant" in the third person, and human-or-machine questions.
+    ("name", "What is this assistant called?"), ("name", "What's this AI's name?"),
+    ("maker", "Who built this assistant?"), ("maker", "Who made this AI?"),
+    ("maker", "Which company is behind this assistant?"), ("human", "Are you a bot?"),
+    ("human", "Am I talking to a machine?"), ("human", "Is this a real person or an AI?"),
+    ("other:Pebble", "Is your name Pebble?"), ("other:ChatGPT", "Am I talking to ChatGPT?"),
 )
 
 IDENTITY_TRAIN_ZH: tuple[tuple[str, str], ...] = (
@@ -101,6 +107,9 @@ IDENTITY_TRAIN_ZH: tuple[tuple[str, str], ...] = (
     ("company:谷歌", "你是谷歌的产品吗？"),
     ("human", "你是真人吗？"), ("human", "你是人类吗？"), ("human", "屏幕那头是真人吗？"),
     ("ability", "你能做什么？"), ("ability", "你会些什么？"), ("ability", "你有什么本领？"),
+    ("name", "这个助手叫什么？"), ("name", "这个AI叫什么名字？"), ("maker", "这个助手是谁做的？"),
+    ("maker", "这个AI是哪家公司开发的？"), ("human", "你是机器人吗？"), ("human", "我是在和机器聊天吗？"),
+    ("other:Pebble", "你的名字是Pebble吗？"),
 )
 
 IDENTITY_EVAL_EN: tuple[tuple[str, str], ...] = (

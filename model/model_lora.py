@@ -145,10 +145,13 @@ def lora_layers(model: nn.Module) -> Iterator[tuple[str, LoRALinear]]:
 
 
 def find_targets(model: nn.Module, targets: Union[str, list[str]]) -> list[str]:
-    """Module paths to adapt: "square" means every nn.Linear with in == out features (MiniMind's rule),
-    otherwise a list (or comma-separated string) of module names such as q_proj,v_proj."""
+    """Module paths to adapt: "square" means every nn.Linear with in == out features (MiniMind's rule), "all"
+    every linear layer of the decoder blocks (attention and MLP; not lm_head), otherwise a list (or
+    comma-separated string) of module names such as q_proj,v_proj."""
     linears = {p: m for p, m in model.named_modules()
                if isinstance(m, nn.Linear) and ".lora." not in p and p != "lm_head"}
+    if targets == "all":
+        return list(linears)
     if targets == "square":
         found = [p for p, m in linears.items() if m.in_features == m.out_features]
         if not found:

@@ -33,6 +33,8 @@ def test_square_rule_picks_q_and_o_under_gqa_and_unknown_target_is_an_error():
     model = base()
     assert [p.split(".")[-1] for p in find_targets(model, "square")] == ["q_proj", "o_proj"] * 2
     assert len(find_targets(model, "q_proj,v_proj,down_proj")) == 6
+    every = {p for p, m in model.named_modules() if isinstance(m, torch.nn.Linear) and p != "lm_head"}
+    assert set(find_targets(model, "all")) == every and len(every) == 7 * 2
     with pytest.raises(PebbleError, match="matches no linear layer"):
         find_targets(model, "qkv_proj")
 
