@@ -68,8 +68,9 @@ def test_every_stage_runs_and_writes_what_it_should(workdir):
     assert "Q:" in proc.stdout and "LoRA 'lora_identity'" in proc.stdout
     adapter = out / "lora" / "lora_identity_32.safetensors"
     keys = set(load_file(adapter))
-    assert keys == {f"model.layers.{i}.self_attn.{m}.lora.{ab}.weight"
-                    for i in range(2) for m in ("q_proj", "o_proj") for ab in "AB"}
+    modules = [f"self_attn.{m}" for m in ("q_proj", "k_proj", "v_proj", "o_proj")]
+    modules += [f"mlp.{m}" for m in ("gate_proj", "up_proj", "down_proj")]
+    assert keys == {f"model.layers.{i}.{m}.lora.{ab}.weight" for i in range(2) for m in modules for ab in "AB"}
     ckpt = load_file(out / "checkpoints" / "lora_identity_32.safetensors")
     assert not any("embed_tokens" in k or k.endswith("mlp.up_proj.weight") for k in ckpt)  # no copy of the base
     assert load_lora(sft, adapter) == "lora_identity"

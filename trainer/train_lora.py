@@ -35,7 +35,10 @@ class LoRATrainConfig(TrainConfig):
     lora_name: str = "lora_identity"  # adapter name; file out/lora/{lora_name}_{hidden}.safetensors
     rank: int = 8
     alpha: float = 0.0  # scale is alpha / rank; 0 means alpha = rank (scale 1, as MiniMind's adapters)
-    targets: str = "square"  # "square" (in == out: q_proj, o_proj) or names such as q_proj,k_proj,v_proj,o_proj
+    # "all" (every linear layer of the blocks), "square" (in == out: q_proj and o_proj under GQA, MiniMind's rule),
+    # or names such as q_proj,v_proj. "all" is the default: on the demo adapters it kept general chat far better
+    # at the same task quality (README, "The demo adapters").
+    targets: str = "all"
     lora_dropout: float = 0.0
     preset_lora: str = "none"  # merge out/lora/{preset_lora}_{hidden} into the base first, train a new one on top
     lora_checkpoint: str = "none"  # an adapter file to continue training
@@ -47,7 +50,7 @@ class LoRATrainConfig(TrainConfig):
     # What the replayed replies teach: "kl" pulls the adapted model's next-token distribution towards the
     # frozen base's own (self-distillation: keep what the base does); "ce" fits the replayed text itself.
     replay_loss: str = "kl"
-    replay_weight: float = 1.0  # with --replay_loss kl: weight of a replayed token's KL against a task token's CE
+    replay_weight: float = 2.0  # with --replay_loss kl: weight of a replayed token's KL against a task token's CE
 
     def validate(self) -> None:
         super().validate()
