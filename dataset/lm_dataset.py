@@ -106,11 +106,14 @@ class TokenizedJsonl(torch.utils.data.Dataset):
     kind = ""
 
     def __init__(self, data_path, tokenizer, max_seq_len: int = 340, skip_bad_lines: bool = False,
-                 sample: Optional[tuple[int, int]] = None):
-        """sample=(n, seed) keeps a seeded random n of the records (all if fewer), before tokenizing."""
+                 sample: Optional[tuple[int, int]] = None, exclude: str = ""):
+        """sample=(n, seed) keeps a seeded random n of the records (all if fewer), before tokenizing; records
+        whose text contains `exclude` (if given) are left out first."""
         self.path = Path(data_path)
         self.max_seq_len = max_seq_len
         records, self.skipped = read_jsonl(self.path, self.kind, skip_bad_lines)
+        if exclude:
+            records = [r for r in records if exclude not in json.dumps(r, ensure_ascii=False)]
         if sample is not None:
             keep = torch.randperm(len(records), generator=torch.Generator().manual_seed(sample[1]))[:sample[0]]
             records = [records[i] for i in sorted(keep.tolist())]

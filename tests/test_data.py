@@ -111,3 +111,13 @@ def test_concatenated_parts_tag_each_sample_with_its_source_through_the_collator
     batch = PadCollator(pad_id=0)([both[i] for i in (4, 0, 2)])
     assert batch["source"].tolist() == [1, 0, 1]
     assert torch.equal(batch["input_ids"][0], torch.tensor(b[2]["input_ids"]))
+
+
+def test_exclude_leaves_out_conversations_that_contain_the_text(tokenizer, tmp_path):
+    convs = [{"conversations": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+             for q, a in [("你是谁", "我是Pebble"), ("hi", "hello"), ("name?", "Pebble here"), ("1+1", "2")]]
+    path = write_jsonl(tmp_path / "c.jsonl", convs)
+    kept = SFTDataset(path, tokenizer, 64, exclude="Pebble")
+    assert len(kept) == 2 and len(SFTDataset(path, tokenizer, 64)) == 4
+    decoded = [tokenizer.decode(kept[i]["input_ids"]) for i in range(2)]
+    assert all("Pebble" not in d for d in decoded) and any("hello" in d for d in decoded)

@@ -47,6 +47,9 @@ class LoRATrainConfig(TrainConfig):
     # what the base was tuned on keeps the adapter from overwriting everything else the base does.
     replay_data: str = "dataset/sft_demo.jsonl"
     replay_ratio: float = 1.0
+    # Replayed conversations containing this text are left out: the demo base's answers about itself, which an
+    # identity adapter is meant to change, not keep ("" keeps every conversation).
+    replay_exclude: str = "Pebble"
     # What the replayed replies teach: "kl" pulls the adapted model's next-token distribution towards the
     # frozen base's own (self-distillation: keep what the base does); "ce" fits the replayed text itself.
     replay_loss: str = "kl"
@@ -145,7 +148,8 @@ def main() -> None:
         # number of steps as epochs over task + replay). The more different replayed replies, the better the
         # adapter keeps the base's general behaviour on chat it has never seen.
         count = round(cfg.replay_ratio * len(data)) * cfg.epochs
-        replay = SFTDataset(repo_path(cfg.replay_data), tokenizer, cfg.max_seq_len, sample=(count, cfg.seed))
+        replay = SFTDataset(repo_path(cfg.replay_data), tokenizer, cfg.max_seq_len, sample=(count, cfg.seed),
+                            exclude=cfg.replay_exclude)
         data = ConcatDatasets([data] * cfg.epochs + [replay], sources=[0] * cfg.epochs + [1])
         if is_main_process():
             print(f"+ {len(replay)} replayed conversations from {cfg.replay_data} (--replay_ratio {cfg.replay_ratio}"
