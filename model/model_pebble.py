@@ -288,6 +288,31 @@ class PebbleModel(nn.Module):
         return self.norm(x)
 
 
+def hold_weights_column_major(model: nn.Module) -> None:
+    """Store each linear and embedding weight (out, in) as the transpose of a contiguous (in, out) tensor.
+
+    Values, shapes and state_dict keys stay as they are; only the memory layout changes. Why: decoding makes every
+    linear layer a product with a few rows, and on this CPU MKL streams a weight much faster for x @ W with W laid
+    out (in, out) than for x @ W.T with the usual (out, in) layout (the 6400 x 256 lm_head at one row: 420 vs
+    840 us from memory). Training matmuls and the embedding lookup measured the same either way.
+    """
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)) and module.weight.is_contiguous():  # tied: once
+            module.weight.data = module.weight.data.t().contiguous().t()
+
+
+def contiguous_state_dict(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    """state_dict post-hook: hand out contiguous tensors, tied ones still shared, because some savers view them
+    flat (transformers' save_pretrained does)."""
+    copies: dict[tuple, torch.Tensor] = {}
+    for key, t in state_dict.items():
+        if torch.is_tensor(t) and not t.is_contiguous():
+            view = (t.data_ptr(), t.dtype, t.shape, t.stride())  # tied weights are the same view
+            if view not in copies:
+                copies[view] = t.contiguous()
+            state_dict[key] = copies[view]
+
+
 class PebbleForCausalLM(PreTrainedModel):
     """Pebble decoder with a (tied) language-model head, a shifted cross-entropy loss and `generate`."""
 
@@ -303,6 +328,8 @@ class PebbleForCausalLM(PreTrainedModel):
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
         self.post_init()
+        hold_weights_column_major(self)
+        self.register_state_dict_post_hook(contiguous_state_dict)
 
     def _init_weights(self, module: nn.Module) -> None:
         """Normal(0, 0.02) for linear and embedding weights; norms start at one."""
