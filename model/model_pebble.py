@@ -306,7 +306,7 @@ def contiguous_state_dict(module: nn.Module, state_dict: dict, prefix: str, loca
     flat (transformers' save_pretrained does)."""
     copies: dict[tuple, torch.Tensor] = {}
     for key, t in state_dict.items():
-        if torch.is_tensor(t) and not t.is_contiguous():
+        if torch.is_tensor(t) and not isinstance(t, nn.Parameter) and not t.is_contiguous():  # keep_vars: as is
             view = (t.data_ptr(), t.dtype, t.shape, t.stride())  # tied weights are the same view
             if view not in copies:
                 copies[view] = t.contiguous()
