@@ -19,8 +19,8 @@ from dataset.lm_dataset import IGNORE_INDEX, PadCollator, SFTDataset
 from model.checkpoint import REPO_ROOT, load_model, save_model
 from model.model_lora import apply_lora, save_lora
 from model.model_pebble import PebbleConfig, PebbleForCausalLM
-from trainer.train_lora import hold_frozen_linears
-from trainer.trainer_utils import autocast, epoch_batches, load_tokenizer
+from trainer.train_lora import LoRATrainConfig, hold_frozen_linears
+from trainer.trainer_utils import autocast, epoch_batches, load_tokenizer, make_optimizer
 
 DEMO_BASE = REPO_ROOT / "out" / "full_sft_256.safetensors"
 DATA = REPO_ROOT / "dataset" / "lora_identity.jsonl"
@@ -257,15 +257,15 @@ def demo_base(sizes: Sizes, use_shipped: bool) -> tuple[PebbleForCausalLM, str]:
     return random_model(sizes.demo), "random init " + "/".join(str(v) for v in sizes.demo.values())
 
 
-def with_lora(base: PebbleForCausalLM, name: str = "default", rank: int = 8, random_b: bool = False,
-              seed: int = 0) -> PebbleForCausalLM:
-    """A copy of base with one rank-8 adapter on the square layers (the train_lora.py defaults).
+def with_lora(base: PebbleForCausalLM, name: str = "default", rank: int = LoRATrainConfig.rank, random_b: bool = False,
+              seed: int = 0, targets: str = LoRATrainConfig.targets) -> PebbleForCausalLM:
+    """A copy of base with one adapter of train_lora.py's default rank and targets (every block linear).
 
     random_b gives B non-zero values, so the adapter changes the output as a trained one would.
     """
     model = copy.deepcopy(base)
     seed_all(seed)
-    apply_lora(model, rank=rank, targets="square", name=name, verbose=False)
+    apply_lora(model, rank=rank, targets=targets, name=name, verbose=False)
     if random_b:
         with torch.no_grad():
             for path, p in model.named_parameters():
@@ -302,7 +302,7 @@ class Trainer:
             hold_frozen_linears(self.model, self.dtype)
         self.model.train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=self.lr, weight_decay=0.0)
+        self.optimizer = make_optimizer(self.params, self.lr, 0.0, "cpu")
 
     def step(self, batch: Batch) -> float:
         """Forward (autocast), backward, clip, AdamW step; returns the loss."""

@@ -2,6 +2,7 @@
 interleaved repeats, in seconds, bytes or per-second rates). run.py turns them into table rows.
 """
 import copy
+import functools
 from pathlib import Path
 
 import torch
@@ -47,18 +48,20 @@ def batching(base, data, dtype, count: int, repeats: int) -> dict:
 
 
 def lora_vs_full(base, data, dtype, count: int, repeats: int) -> dict:
-    """Row 2: seconds per step and peak memory of a LoRA step and a full-SFT step on the same batches."""
+    """Row 2: seconds per step and peak memory of a LoRA step (train_lora.py's targets, and the square layers
+    alone) and a full-SFT step on the same batches."""
     batches = _batches(data, count)
-    lora, full = Trainer(with_lora(base), dtype), full_trainer(base, dtype)
-    times = interleave({"lora": lambda: lora.steps(batches), "full": lambda: full.steps(batches)}, repeats)
+    trainers = {"lora": Trainer(with_lora(base), dtype), "square": Trainer(with_lora(base, targets="square"), dtype),
+                "full": full_trainer(base, dtype)}
+    times = interleave({name: functools.partial(t.steps, batches) for name, t in trainers.items()}, repeats)
     tokens = real_tokens(batches)
     targets = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
     out = {"target_share": targets / tokens}
-    for name, trainer in (("lora", lora), ("full", full)):
+    for name, trainer in trainers.items():
         out[f"{name}_step_s"] = median(times[name]) / count
         out[f"{name}_tok_s"] = tokens / median(times[name])
         out[f"{name}_mem"] = trainer.peak_bytes(_longest(batches))
-    out["n_lora"] = sum(p.numel() for p in lora.params)
+    out["n_lora"] = sum(p.numel() for p in trainers["lora"].params)
     return out
 
 

@@ -27,7 +27,7 @@ from bench.common import (DEMO_BASE, FULL_SIZES, QUICK_SIZES, Sizes, collate, de
                           save_base_and_adapters, seed_all)
 from model.checkpoint import REPO_ROOT, PebbleError, load_model
 from model.model_lora import load_lora
-from trainer.trainer_utils import resolve_dtype, run_cli
+from trainer.trainer_utils import keep_freed_memory, resolve_dtype, run_cli
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 LORA_DIR = REPO_ROOT / "out" / "lora"
@@ -119,13 +119,19 @@ def row_batching(b: Bench) -> list[Row]:
 
 def row_lora_vs_full(b: Bench) -> list[Row]:
     r = b.lora_vs_full
-    speedup = r["full_step_s"] / r["lora_step_s"]
-    lora_mb, full_mb = r["lora_mem"]["peak"] / MiB, r["full_mem"]["peak"] / MiB
-    return [Row("2", "LoRA step vs full-SFT step, same model and batches: time per step, peak memory",
-                f"LoRA {1e3 * r['lora_step_s']:.0f} ms, {memory(r['lora_mem'])}; full {1e3 * r['full_step_s']:.0f} ms, "
-                f"{memory(r['full_mem'])}",
-                f"LoRA {speedup:.2f}x faster, peak {lora_mb / full_mb:.2f}x of full", "LoRA >= 1.3x faster, lower peak",
-                verdict(speedup >= 1.3 and lora_mb < full_mb), b.train_runs + "; memory: one profiled step")]
+    full_mb = r["full_mem"]["peak"] / MiB
+    out = []
+    for num, arm, which in (("2", "lora", "train_lora.py's targets: every block linear"),
+                            ("2b", "square", "square layers only (q_proj, o_proj: MiniMind's rule)")):
+        speedup, lora_mb = r["full_step_s"] / r[f"{arm}_step_s"], r[f"{arm}_mem"]["peak"] / MiB
+        out.append(Row(num, f"LoRA step ({which}) vs full-SFT step, same model and batches: time per step, "
+                            "peak memory",
+                       f"LoRA {1e3 * r[f'{arm}_step_s']:.0f} ms, {memory(r[f'{arm}_mem'])}; "
+                       f"full {1e3 * r['full_step_s']:.0f} ms, {memory(r['full_mem'])}",
+                       f"LoRA {speedup:.2f}x faster, peak {lora_mb / full_mb:.2f}x of full",
+                       "LoRA >= 1.3x faster, lower peak", verdict(speedup >= 1.3 and lora_mb < full_mb),
+                       b.train_runs + "; memory: one profiled step"))
+    return out
 
 
 def row_dtype(b: Bench) -> list[Row]:
@@ -301,6 +307,7 @@ def main() -> None:
     names = pick_rows(args.only)
     out = Path(args.out) if args.out else (RESULTS if not args.quick and not args.only else None)
 
+    keep_freed_memory()  # as trainer_utils.train does
     start, whole_run = datetime.datetime.now(), OtherLoad()
     bench = Bench(QUICK if args.quick else FULL)
     header = ["# Pebble benchmark results", "",

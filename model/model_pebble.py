@@ -370,7 +370,8 @@ class PebbleForCausalLM(PreTrainedModel):
             loss = F.cross_entropy(target_logits.float(), targets[keep], reduction="sum") / keep.sum().clamp(min=1)
         if labels is None or not loss_only:
             logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h)  # (B, T, V)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=past_key_values if use_cache else None)
+        # positional: the cache field is `past_key_values` in transformers 4 and `cache` in 5
+        return CausalLMOutputWithPast(loss, logits, past_key_values if use_cache else None)
 
     @torch.inference_mode()
     def generate(

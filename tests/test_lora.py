@@ -74,6 +74,35 @@ def test_adapter_output_is_base_plus_scaled_b_a_x():
     torch.testing.assert_close(layer(x), x @ layer.weight.T + (8 / 4) * (x @ a.T @ b.T))
 
 
+@pytest.mark.parametrize("autocast", [False, True])
+def test_one_adapter_gradients_match_autograd_of_the_formula(autocast):
+    """The one-adapter path has its own backward: its output and the gradients of x, A and B must be what
+    autograd gives for W x + s B A x in float64 (under bf16 autocast within bf16 precision)."""
+    torch.manual_seed(0)
+    layer = LoRALinear(48, 40)
+    layer.weight.requires_grad_(False)
+    adapter = layer.add_adapter("t", rank=4, alpha=8)
+    layer.active = {"t": 0.5}  # scale 0.5 * 8 / 4 = 1
+    with torch.no_grad():
+        adapter.B.weight.normal_(0, 0.1)
+    x = torch.randn(3, 5, 48, requires_grad=True)
+    g = torch.randn(3, 5, 40)  # the gradient arriving at the output
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        y = layer(x)
+    assert type(y.grad_fn).__name__ == "LoRALinearFunctionBackward"  # the path this test is about
+    (y.float() * g).sum().backward()
+
+    xr, a, b = (t.detach().double().requires_grad_() for t in (x, adapter.A.weight, adapter.B.weight))
+    yr = xr @ layer.weight.double().T + 1.0 * (xr @ a.T) @ b.T
+    (yr * g.double()).sum().backward()
+    tol = dict(rtol=2e-2, atol=2e-2) if autocast else dict(rtol=1e-5, atol=1e-5)
+    assert y.dtype == (torch.bfloat16 if autocast else torch.float32)
+    torch.testing.assert_close(y.double(), yr.detach(), **tol)
+    for got, want in ((x.grad, xr.grad), (adapter.A.weight.grad, a.grad), (adapter.B.weight.grad, b.grad)):
+        assert got.dtype == torch.float32  # float32 gradients for float32 leaves, whatever autocast ran in
+        torch.testing.assert_close(got.double(), want, **tol)
+
+
 def test_merged_equals_unmerged_and_unmerge_is_exact(tmp_path):
     model = base()
     weights = {k: v.clone() for k, v in model.state_dict().items()}

@@ -6,6 +6,7 @@ artifact (full weights, or only an adapter). Runs under `torchrun` as Distribute
 """
 import argparse
 import contextlib
+import ctypes
 import dataclasses
 import functools
 import json
@@ -114,6 +115,24 @@ def setup_distributed(device: str) -> tuple[int, int, str]:
 
 
 @functools.lru_cache(maxsize=None)
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed blocks of up to 32 MiB for reuse instead of handing them back to the kernel.
+
+    Every step frees and reallocates the same activation-sized tensors; by default glibc maps blocks over
+    128 KiB afresh each time, and the kernel then zeroes and faults in every page again (thousands of page
+    faults per LoRA step on the demo base). Returns False where this is not glibc on Linux.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # mallopt parameter numbers from glibc's malloc.h
+    return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+
+
+@functools.lru_cache(maxsize=None)
 def bf16_is_faster(device: str) -> bool:
     """Time a bf16 and an fp32 matmul here: CPUs without native bf16 emulate it and are slower."""
     if device.startswith("cuda"):
@@ -214,6 +233,12 @@ def load_checkpoint(path: Path, model, optimizer) -> dict:
             _, idx, key = k.split(".", 2)
             state.setdefault(int(idx), {})[key] = v
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    # The file holds contiguous tensors, but a weight held column-major has column-major moments: give each
+    # moment its parameter's layout again, because fused AdamW walks the two in memory order.
+    for param, moments in optimizer.state.items():
+        for key, value in moments.items():
+            if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                moments[key] = torch.empty_like(param).copy_(value)
     return meta["progress"]
 
 
@@ -236,6 +261,13 @@ class MetricsLog:
                 os.fsync(f.fileno())
 
 
+def make_optimizer(params: list, lr: float, weight_decay: float, device: str) -> torch.optim.AdamW:
+    """AdamW, as one fused kernel per step where torch has one (CPU, CUDA): on the 2-core CPU its step over a
+    LoRA adapter's 112 small tensors took 0.5 instead of 2.1 ms, over the whole demo base 9.4 instead of 12.6."""
+    fused = device.split(":")[0] in ("cpu", "cuda")
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
+
+
 def train(
     model: torch.nn.Module,
     dataset,
@@ -254,11 +286,12 @@ def train(
     language-model loss (the mean cross-entropy of the target tokens).
     """
     torch.manual_seed(cfg.seed)
+    keep_freed_memory()
     save_dir = Path(cfg.save_dir)
     ckpt_path = save_dir / "checkpoints" / f"{run_name}.safetensors"
     dtype = resolve_dtype(cfg.dtype, device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(params, cfg.learning_rate, cfg.weight_decay, device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16 and device.startswith("cuda"))
     net = DistributedDataParallel(model) if world > 1 else model
     collate = PadCollator(pad_id=0, max_seq_len=cfg.max_seq_len, pad_multiple=16)
