@@ -256,8 +256,9 @@ NOTES = """\
 Method notes:
 - Timing: each comparison's arms run interleaved (A B, B A, ...) in one process after one warm-up round that is
   not counted; a figure is the median over the repeats given in "runs". torch keeps its default thread count.
-- Training rows use the identity LoRA data (dataset/lora_identity.jsonl), batch 16, rank-8 adapters on the square
-  layers, AdamW and gradient clipping as trainer_utils.train does. Each repeat steps through the same few
+- Training rows use the identity LoRA data (dataset/lora_identity.jsonl), batch 16, rank-8 adapters on every linear
+  layer of the blocks (train_lora.py's default; row 2b: the square layers), fused AdamW, gradient clipping and
+  glibc's kept freed memory as trainer_utils.train does. Each repeat steps through the same few
   length-grouped batches of epoch 0 taken at evenly spaced quantiles of their width, so they stand for a whole
   epoch; batches are collated before timing. Tokens/s counts real (non-pad) tokens.
 - Peak memory: torch has no CPU allocator statistics, so it is bytes held before the step (weights, buffers,

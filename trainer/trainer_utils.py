@@ -321,7 +321,8 @@ def train(
             dist.barrier()
 
     model.train()
-    bar = tqdm(total=total, initial=start, disable=not is_main_process(), dynamic_ncols=True, desc=run_name)
+    quiet = {} if is_main_process() else {"disable": True}  # left unset on rank 0, so TQDM_DISABLE=1 is honoured
+    bar = tqdm(total=total, initial=start, dynamic_ncols=True, desc=run_name, **quiet)
     tokens, t0, loss_sum, loss_n, last = 0, time.perf_counter(), 0.0, 0, {}
     batches_epoch, batches = -1, []
     for step in range(start, total):
