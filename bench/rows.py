@@ -47,21 +47,21 @@ def batching(base, data, dtype, count: int, repeats: int) -> dict:
             "real_len": real_tokens(grouped) / samples}
 
 
-def lora_vs_full(base, data, dtype, count: int, repeats: int) -> dict:
-    """Row 2: seconds per step and peak memory of a LoRA step (train_lora.py's targets, and the square layers
-    alone) and a full-SFT step on the same batches."""
+def lora_vs_full(base, data, dtype, count: int, repeats: int, targets: tuple[str, ...] = ("all", "square")) -> dict:
+    """Row 2: seconds per step and peak memory of a LoRA step for each target rule (keys named after it) and of
+    a full-SFT step, all on the same batches and interleaved."""
     batches = _batches(data, count)
-    trainers = {"lora": Trainer(with_lora(base), dtype), "square": Trainer(with_lora(base, targets="square"), dtype),
-                "full": full_trainer(base, dtype)}
+    trainers = {t: Trainer(with_lora(base, targets=t), dtype) for t in targets}
+    trainers["full"] = full_trainer(base, dtype)
     times = interleave({name: functools.partial(t.steps, batches) for name, t in trainers.items()}, repeats)
     tokens = real_tokens(batches)
-    targets = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
-    out = {"target_share": targets / tokens}
+    labelled = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
+    out = {"target_share": labelled / tokens}
     for name, trainer in trainers.items():
         out[f"{name}_step_s"] = median(times[name]) / count
         out[f"{name}_tok_s"] = tokens / median(times[name])
         out[f"{name}_mem"] = trainer.peak_bytes(_longest(batches))
-    out["n_lora"] = sum(p.numel() for p in trainers["lora"].params)
+        out[f"{name}_n_lora"] = sum(p.numel() for p in trainer.params)
     return out
 
 

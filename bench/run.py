@@ -118,12 +118,16 @@ def row_batching(b: Bench) -> list[Row]:
 
 
 def row_lora_vs_full(b: Bench) -> list[Row]:
-    r = b.lora_vs_full
-    full_mb = r["full_mem"]["peak"] / MiB
+    p = b.plan
+    large = rows.lora_vs_full(random_model(p.sizes.large), b.data, b.dtype, p.train_batches, p.train_repeats, ("all",))
+    hidden = p.sizes.large["hidden_size"]
     out = []
-    for num, arm, which in (("2", "lora", "train_lora.py's targets: every block linear"),
-                            ("2b", "square", "square layers only (q_proj, o_proj: MiniMind's rule)")):
-        speedup, lora_mb = r["full_step_s"] / r[f"{arm}_step_s"], r[f"{arm}_mem"]["peak"] / MiB
+    for num, r, arm, which in (("2", b.lora_vs_full, "all", "train_lora.py's targets: every block linear"),
+                               ("2b", b.lora_vs_full, "square", "square layers only: q_proj, o_proj, MiniMind's rule"),
+                               ("2c", large, "all", f"every block linear, MiniMind-3 size: hidden {hidden}, "
+                                                    "random init")):
+        speedup = r["full_step_s"] / r[f"{arm}_step_s"]
+        lora_mb, full_mb = r[f"{arm}_mem"]["peak"] / MiB, r["full_mem"]["peak"] / MiB
         out.append(Row(num, f"LoRA step ({which}) vs full-SFT step, same model and batches: time per step, "
                             "peak memory",
                        f"LoRA {1e3 * r[f'{arm}_step_s']:.0f} ms, {memory(r[f'{arm}_mem'])}; "
@@ -151,14 +155,14 @@ def row_mfu(b: Bench) -> list[Row]:
     shown = "; ".join(f"{str(dt).replace('torch.', '')} {n}: {v:.0f}" for (dt, n), v in peaks.items())
     r = b.lora_vs_full
     n_base = rows.matmul_params_per_token(b.base, r["target_share"])
-    flops = {"full SFT": 6 * n_base * r["full_tok_s"], "LoRA": (4 * n_base + 6 * r["n_lora"]) * r["lora_tok_s"]}
+    flops = {"full SFT": 6 * n_base * r["full_tok_s"], "LoRA": (4 * n_base + 6 * r["all_n_lora"]) * r["all_tok_s"]}
     share = "; ".join(f"{name} {f / 1e9:.1f} GFLOP/s = {100 * f / 1e9 / best[torch.float32]:.1f}% of fp32 peak, "
                       f"{100 * f / 1e9 / best[torch.bfloat16]:.1f}% of bf16 peak" for name, f in flops.items())
     return [Row("4a", "matmul peak (n x n, 2n^3 flops), GFLOP/s", shown,
                 f"peak fp32 {best[torch.float32]:.0f}, bf16 {best[torch.bfloat16]:.0f}", "reported", "reported",
                 f"best of {p.matmul_repeats}"),
             Row("4b", f"MFU of training ({str(b.dtype).replace('torch.', '')} autocast; row 2's tokens/s)", share,
-                f"N = {n_base / 1e6:.2f}M matmul params/token, N_lora = {r['n_lora'] / 1e3:.1f}k", "reported",
+                f"N = {n_base / 1e6:.2f}M matmul params/token, N_lora = {r['all_n_lora'] / 1e3:.1f}k", "reported",
                 "reported", b.train_runs)]
 
 
@@ -257,7 +261,8 @@ Method notes:
 - Timing: each comparison's arms run interleaved (A B, B A, ...) in one process after one warm-up round that is
   not counted; a figure is the median over the repeats given in "runs". torch keeps its default thread count.
 - Training rows use the identity LoRA data (dataset/lora_identity.jsonl), batch 16, rank-8 adapters on every linear
-  layer of the blocks (train_lora.py's default; row 2b: the square layers), fused AdamW, gradient clipping and
+  layer of the blocks (train_lora.py's default; row 2b: the square layers; row 2c: a random model of MiniMind-3's
+  size), fused AdamW, gradient clipping and
   glibc's kept freed memory as trainer_utils.train does. Each repeat steps through the same few
   length-grouped batches of epoch 0 taken at evenly spaced quantiles of their width, so they stand for a whole
   epoch; batches are collated before timing. Tokens/s counts real (non-pad) tokens.
