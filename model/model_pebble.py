@@ -10,7 +10,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 
@@ -313,8 +313,11 @@ def contiguous_state_dict(module: nn.Module, state_dict: dict, prefix: str, loca
             state_dict[key] = copies[view]
 
 
-class PebbleForCausalLM(PreTrainedModel):
-    """Pebble decoder with a (tied) language-model head, a shifted cross-entropy loss and `generate`."""
+class PebbleForCausalLM(PreTrainedModel, GenerationMixin):
+    """Pebble decoder with a (tied) language-model head, a shifted cross-entropy loss and `generate`.
+
+    `generate` is our own (below); GenerationMixin is inherited for the hooks that wrappers such as PEFT's
+    PeftModelForCausalLM read (prepare_inputs_for_generation)."""
 
     config_class = PebbleConfig
     base_model_prefix = "model"

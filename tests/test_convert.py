@@ -41,14 +41,6 @@ def load_hf(folder) -> torch.nn.Module:
     return AutoModelForCausalLM.from_pretrained(str(folder), trust_remote_code=True).eval()
 
 
-def peft_ready(model: torch.nn.Module) -> torch.nn.Module:
-    """PEFT's PeftModelForCausalLM reads prepare_inputs_for_generation, which PebbleForCausalLM (with its own
-    generate) lacks: give this instance a pass-through one until model_pebble.py defines it."""
-    if not hasattr(model, "prepare_inputs_for_generation"):
-        model.prepare_inputs_for_generation = lambda input_ids, **kwargs: {"input_ids": input_ids, **kwargs}
-    return model
-
-
 def randomize(model, marker: str, seed: int = 1) -> None:
     """Give every parameter whose name holds marker random values, so that the adapter changes the output."""
     g = torch.Generator().manual_seed(seed)
@@ -101,7 +93,7 @@ def test_our_adapter_in_peft_gives_our_logits(hf_dir, tmp_path):
     assert (config["r"], config["lora_alpha"], config["target_modules"]) == (4, 12, ["down_proj", "q_proj", "v_proj"])
     keys = load_file(out / "adapter_model.safetensors")
     assert "base_model.model.model.layers.1.mlp.down_proj.lora_B.weight" in keys and len(keys) == 12
-    peft_model = peft.PeftModel.from_pretrained(peft_ready(load_hf(hf_dir)), str(out)).eval()
+    peft_model = peft.PeftModel.from_pretrained(load_hf(hf_dir), str(out)).eval()
     torch.testing.assert_close(logits(peft_model), logits(model), atol=1e-5, rtol=0)
 
 
@@ -114,7 +106,7 @@ def test_peft_trained_adapter_imports_with_peft_logits(hf_dir, tmp_path, options
     options = dict(options)
     safe = options.pop("safe_serialization", True)
     torch.manual_seed(3)
-    peft_model = peft.get_peft_model(peft_ready(load_hf(hf_dir)), peft.LoraConfig(
+    peft_model = peft.get_peft_model(load_hf(hf_dir), peft.LoraConfig(
         target_modules=["q_proj", "v_proj", "down_proj"], task_type="CAUSAL_LM", **options)).eval()
     randomize(peft_model, "lora_B")
     expected = logits(peft_model)
@@ -127,7 +119,7 @@ def test_peft_trained_adapter_imports_with_peft_logits(hf_dir, tmp_path, options
     torch.testing.assert_close(logits(ours), expected, atol=1e-5, rtol=0)
     # and back to PEFT: ranks and scales that differ by module must survive as rank_pattern/alpha_pattern
     back = export_peft(ours, name, tmp_path / "back")
-    reloaded = peft.PeftModel.from_pretrained(peft_ready(load_hf(hf_dir)), str(back)).eval()
+    reloaded = peft.PeftModel.from_pretrained(load_hf(hf_dir), str(back)).eval()
     torch.testing.assert_close(logits(reloaded), expected, atol=1e-5, rtol=0)
     set_active_lora(ours, None)
     assert not torch.allclose(logits(ours), expected, atol=1e-3)  # the adapter does change the output

@@ -34,10 +34,23 @@ MODELS = ["pebble", "lora_identity", "lora_medical"]
 PROMPTS = ["Who are you?", "你好，请介绍一下你自己。", "头痛应该怎么办？", "What is the capital of France?"]
 
 
+@pytest.fixture(scope="module")
+def shipped_dir(tmp_path_factory) -> Path:
+    """A save_dir holding only the shipped base and adapters (links), whatever else the user's out/ holds."""
+    folder = tmp_path_factory.mktemp("out")
+    (folder / "lora").mkdir()
+    (folder / "full_sft_256.safetensors").symlink_to(ROOT / "out" / "full_sft_256.safetensors")
+    for name in MODELS[1:]:
+        (folder / "lora" / f"{name}_256.safetensors").symlink_to(ROOT / "out" / "lora" / f"{name}_256.safetensors")
+    return folder
+
+
 @contextlib.contextmanager
-def running_server(*flags: str):
-    """The server of these flags in a thread of this process, on a free port of 127.0.0.1 -> (base_url, worker)."""
-    args = serve.parse_args(["--dtype", "float32", "--log_level", "warning", "--port", "0", *flags])
+def running_server(save_dir: Path, *flags: str):
+    """The server of these flags over save_dir in a thread of this process, on a free port of 127.0.0.1
+    -> (base_url, worker)."""
+    args = serve.parse_args(["--dtype", "float32", "--log_level", "warning", "--port", "0",
+                             "--save_dir", str(save_dir), *flags])
     app, worker = serve.build_app(args)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -56,8 +69,8 @@ def running_server(*flags: str):
 
 
 @pytest.fixture(scope="module")
-def server():
-    with running_server("--gather_ms", "50", "--max_tokens_limit", "400") as (url, worker):
+def server(shipped_dir):
+    with running_server(shipped_dir, "--gather_ms", "50", "--max_tokens_limit", "400") as (url, worker):
         yield url, worker
 
 
@@ -211,9 +224,9 @@ def test_bad_requests_get_openai_shaped_errors_and_the_server_keeps_serving(serv
     assert ask(url, "pebble", "hi", max_tokens=4).choices[0].message.content is not None  # still serving
 
 
-def test_a_full_queue_answers_429_at_once():
+def test_a_full_queue_answers_429_at_once(shipped_dir):
     # A long gather window keeps the first requests waiting in the queue, so the third finds it full.
-    with running_server("--max_queue", "2", "--gather_ms", "3000") as (url, worker):
+    with running_server(shipped_dir, "--max_queue", "2", "--gather_ms", "3000") as (url, worker):
         with ThreadPoolExecutor(2) as pool:
             waiting = [pool.submit(ask, url, "pebble", "hi", 4) for _ in range(2)]
             deadline = time.monotonic() + 10
