@@ -140,6 +140,23 @@ def test_resume_after_a_crash_ends_where_an_uninterrupted_run_does(workdir, tmp_
         assert torch.equal(a, b), k
 
 
+def test_compiled_training_follows_the_eager_run(workdir, tmp_path):
+    """--compile 1 trains the same model: after a few steps the weights agree with an eager run's."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(workdir / "tok")
+    data = PretrainDataset(workdir / "pretrain.jsonl", tokenizer, 16)
+    finals = []
+    for compiled in (0, 1):
+        cfg = tiny_run(workdir, tmp_path / str(compiled), max_steps=4, compile=compiled)
+        torch.manual_seed(0)
+        model = init_model(cfg, tokenizer)
+        train(model, data, cfg, lambda m: None, "run")
+        finals.append(model.state_dict())
+    for key, eager in finals[0].items():
+        torch.testing.assert_close(finals[1][key], eager, atol=1e-5, rtol=1e-4, msg=key)
+
+
 def test_two_processes_match_one_with_the_same_global_batch(workdir, tmp_path):
     common = ["--hidden_size", "32", "--num_hidden_layers", "2", "--dtype", "float32", "--max_seq_len", "16",
               "--tokenizer_path", str(workdir / "tok"), "--data_path", str(workdir / "pretrain.jsonl"),

@@ -57,6 +57,9 @@ class TrainConfig:
     max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs); for smoke tests
     seed: int = 42
     skip_bad_lines: int = 0  # 1: leave out malformed JSONL lines (and list them) instead of stopping
+    # 1: torch.compile the training forward. On the 2-core CPU a LoRA step got ~15% faster after ~70 s of
+    # compiling, a loss for the 433-step demo job; worth it for long runs and on GPUs.
+    compile: int = 0
 
     def validate(self) -> None:
         """Reject values no run can use, with the flag's name."""
@@ -294,6 +297,8 @@ def train(
     optimizer = make_optimizer(params, cfg.learning_rate, cfg.weight_decay, device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16 and device.startswith("cuda"))
     net = DistributedDataParallel(model) if world > 1 else model
+    if cfg.compile:
+        net = torch.compile(net, dynamic=True)  # lengths vary from batch to batch: one graph for all of them
     collate = PadCollator(pad_id=0, max_seq_len=cfg.max_seq_len, pad_multiple=16)
 
     per_epoch = len(epoch_batches(dataset.lengths, cfg.batch_size, cfg.seed, 0, rank, world)) // cfg.accumulation_steps
