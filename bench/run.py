@@ -262,10 +262,9 @@ Method notes:
   not counted; a figure is the median over the repeats given in "runs". torch keeps its default thread count.
 - Training rows use the identity LoRA data (dataset/lora_identity.jsonl), batch 16, rank-8 adapters on every linear
   layer of the blocks (train_lora.py's default; row 2b: the square layers; row 2c: a random model of MiniMind-3's
-  size), fused AdamW, gradient clipping and
-  glibc's kept freed memory as trainer_utils.train does. Each repeat steps through the same few
-  length-grouped batches of epoch 0 taken at evenly spaced quantiles of their width, so they stand for a whole
-  epoch; batches are collated before timing. Tokens/s counts real (non-pad) tokens.
+  size), fused AdamW, gradient clipping and glibc keeping freed memory, as trainer_utils.train does. Each repeat
+  steps through the same few length-grouped batches of epoch 0 taken at evenly spaced quantiles of their width,
+  so they stand for a whole epoch; batches are collated before timing. Tokens/s counts real (non-pad) tokens.
 - Peak memory: torch has no CPU allocator statistics, so it is bytes held before the step (weights, buffers,
   optimizer state) plus the peak of the allocations made during one step, replayed from torch.profiler
   (profile_memory=True). Memory that oneDNN or glibc keep outside torch's allocator is not included.
