@@ -13,9 +13,10 @@ Adapter files hold one adapter under MiniMind's key names (`{module}.lora.A.weig
 `{module}.lora.B.weight` [out, r]) plus metadata (rank, alpha, targets, base config and fingerprint).
 """
 import contextlib
+import functools
 import math
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Callable, Iterator, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -69,6 +70,27 @@ class LoRAAdapter(nn.Module):
         return f"rank={self.rank}, alpha={self.alpha:g}"
 
 
+def low_rank_linear(x: torch.Tensor, weight: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                    scale: float) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """(x W^T + s (x A^T) B^T, the tensors LoRALinearFunction's backward needs), computed in the autocast dtype
+    where autocast is on: the forward of one adapter on a frozen linear layer, without autograd."""
+    device = x.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+    with autocast_off(device):
+        x2 = x.reshape(-1, x.shape[-1]).to(dtype)  # (N, in)
+        wc, ac, bc = weight.to(dtype), a.to(dtype), b.to(dtype)  # (out, in), (r, in), (out, r)
+        hs = x2 @ ac.t()  # (N, r)
+        hs = hs if scale == 1.0 else hs * scale
+        y = (x2 @ wc.t()).addmm_(hs, bc.t())  # (N, out)
+    return y.view(*x.shape[:-1], y.shape[-1]), (x2, hs, wc, ac, bc)
+
+
+def one_adapter_linear(x: torch.Tensor, weight: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                       scale: float) -> torch.Tensor:
+    """low_rank_linear's output alone: what LoRALinear.plain_forward binds for inference."""
+    return low_rank_linear(x, weight, a, b, scale)[0]
+
+
 class LoRALinearFunction(torch.autograd.Function):
     """y = x W^T + s (x A^T) B^T for a frozen W, with a hand-written backward: the common case of LoRALinear
     (one active adapter) in fewer ops and fewer passes over the activations than autograd makes of it.
@@ -81,17 +103,10 @@ class LoRALinearFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float):
-        device = x.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
-        with autocast_off(device):
-            x2 = x.reshape(-1, x.shape[-1]).to(dtype)  # (N, in)
-            wc, ac, bc = weight.to(dtype), a.to(dtype), b.to(dtype)  # (out, in), (r, in), (out, r)
-            hs = x2 @ ac.t()  # (N, r)
-            hs = hs if scale == 1.0 else hs * scale
-            y = (x2 @ wc.t()).addmm_(hs, bc.t())  # (N, out)
-        ctx.save_for_backward(x2, hs, wc, ac, bc)
+        y, saved = low_rank_linear(x, weight, a, b, scale)
+        ctx.save_for_backward(*saved)
         ctx.scale, ctx.x_dtype, ctx.x_shape, ctx.ab_dtype = scale, x.dtype, x.shape, (a.dtype, b.dtype)
-        return y.view(*x.shape[:-1], y.shape[-1])
+        return y
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -141,13 +156,32 @@ class LoRALinear(nn.Linear):
     def merged(self) -> bool:
         return self._base_weight is not None
 
+    def _one_adapter(self) -> Optional[tuple[torch.Tensor, torch.Tensor, float]]:
+        """(A, B, scale) of the one active adapter when LoRALinearFunction computes this layer: a frozen weight,
+        no bias, no routes, not merged, and no dropout at work; else None."""
+        if len(self.active) != 1 or self.routes is not None or self.merged or self.bias is not None \
+                or self.weight.requires_grad:
+            return None
+        (name, w), = self.active.items()
+        adapter = self.lora[name]
+        if self.training and not isinstance(adapter.dropout, nn.Identity):
+            return None
+        return adapter.A.weight, adapter.B.weight, adapter.scale * w
+
+    def plain_forward(self) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+        """This layer's forward, as it stands, as a function of x alone for inference (model_pebble.bind_forward),
+        or None where only the module computes it (routes, several adapters, dropout)."""
+        if self.routes is None and (self.merged or not self.active):
+            return functools.partial(F.linear, weight=self.weight, bias=self.bias)
+        one = self._one_adapter()
+        if one is None:
+            return None
+        return functools.partial(one_adapter_linear, weight=self.weight, a=one[0], b=one[1], scale=one[2])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if len(self.active) == 1 and self.routes is None and not self.merged and self.bias is None \
-                and not self.weight.requires_grad:
-            (name, w), = self.active.items()
-            adapter = self.lora[name]
-            if isinstance(adapter.dropout, nn.Identity) or not self.training:
-                return LoRALinearFunction.apply(x, self.weight, adapter.A.weight, adapter.B.weight, adapter.scale * w)
+        one = self._one_adapter()
+        if one is not None:
+            return LoRALinearFunction.apply(x, self.weight, *one)
         y = F.linear(x, self.weight, self.bias)  # (B, ..., out)
         if self.routes is not None:
             return self._add_routed(x, y)

@@ -4,7 +4,9 @@ Config -> RMSNorm -> rotary embedding -> KV cache -> attention -> MLP -> block -
 Math, defaults and state_dict keys match MiniMind-3 (Llama-style field names), so MiniMind checkpoints
 load with strict=True.
 """
+import functools
 import math
+from types import SimpleNamespace
 from typing import Callable, Optional
 
 import torch
@@ -301,6 +303,34 @@ def hold_weights_column_major(model: nn.Module) -> None:
             module.weight.data = module.weight.data.t().contiguous().t()
 
 
+def bind_forward(module: nn.Module) -> Callable:
+    """module's forward as a plain callable that computes the same thing without nn.Module calls: each linear layer
+    that is a plain product becomes F.linear with its weight bound, and each of this file's modules its class's
+    forward run on a namespace holding its attributes and its children, bound the same way.
+
+    Why: a call through nn.Module (hook checks, attribute lookups) costs a few microseconds in Python, and a
+    decoded token of the demo model makes about 120 of them: bound, a token took 2.05 ms instead of 2.7 ms on
+    2 CPU cores (bench row 5). The namespace
+    is a snapshot: bind again after changing the model (generate binds once per call). A module with hooks, or
+    a layer that is not a plain function of its input (LoRALinear.plain_forward), is kept as itself.
+    """
+    hooked = module._forward_hooks or module._forward_pre_hooks or "forward" in vars(module)
+    if hooked or nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        return module
+    if type(module) is nn.Linear:
+        return functools.partial(F.linear, weight=module.weight, bias=module.bias)
+    if hasattr(module, "plain_forward"):  # LoRALinear
+        return module.plain_forward() or module
+    if isinstance(module, nn.ModuleList):
+        return [bind_forward(m) for m in module]
+    if type(module) not in (RMSNorm, Attention, MLP, Block, PebbleModel, PebbleForCausalLM):
+        return module  # a forward that may call methods of its own, which a namespace lacks
+    state = {k: v for k, v in vars(module).items() if not k.startswith("_")}
+    state.update(module._parameters, **module._buffers)
+    state.update((name, bind_forward(child)) for name, child in module._modules.items())
+    return functools.partial(type(module).forward, SimpleNamespace(**state))
+
+
 def contiguous_state_dict(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
     """state_dict post-hook: hand out contiguous tensors, tied ones still shared, because some savers view them
     flat (transformers' save_pretrained does)."""
@@ -410,8 +440,9 @@ class PebbleForCausalLM(PreTrainedModel, GenerationMixin):
         finished = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
         if streamer is not None:
             streamer.put(input_ids.cpu())
+        step = bind_forward(self)
         for _ in range(max_new_tokens):
-            logits = self(step_ids, attention_mask=mask, past_key_values=cache, logits_to_keep=1).logits[:, -1]
+            logits = step(step_ids, attention_mask=mask, past_key_values=cache, logits_to_keep=1).logits[:, -1]
             next_tok = sample_next_token(logits.float(), do_sample, temperature, top_k, top_p)  # (B,)
             next_tok = torch.where(finished, torch.full_like(next_tok, pad), next_tok)
             ids = torch.cat([ids, next_tok[:, None]], dim=1)

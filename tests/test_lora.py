@@ -202,6 +202,25 @@ def test_switching_and_combining_adapters():
         set_active_lora(model, "legal")
 
 
+def test_bound_forward_equals_the_modules_in_every_adapter_state():
+    from model.model_pebble import bind_forward
+    model = base()
+    apply_lora(model, rank=4, name="identity", verbose=False)
+    apply_lora(model, rank=4, name="medical", verbose=False)
+    randomize_lora(model, "identity", seed=1)
+    randomize_lora(model, "medical", seed=2)
+    q = model.model.layers[0].self_attn.q_proj
+    for state in ("one", "mixed", "off", "merged"):
+        set_active_lora(model, {"one": "identity", "mixed": {"identity": 0.5, "medical": 1.0}, "off": None,
+                                "merged": "medical"}[state])
+        if state == "merged":
+            merge_lora(model)
+        step = bind_forward(model)
+        bound_q = step.args[0].model.args[0].layers[0].args[0].self_attn.args[0].q_proj
+        assert (bound_q is q) == (state == "mixed")  # only a mix of adapters needs the module
+        assert torch.equal(step(X).logits, model(X).logits)
+
+
 def test_lora_module_is_visible_and_compiles():
     model = base()
     apply_lora(model, rank=4, verbose=False)

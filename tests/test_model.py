@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from model import KVCache, PebbleConfig, PebbleForCausalLM
 from model.checkpoint import PebbleError, load_model, save_model, weight_path
-from model.model_pebble import apply_rope, rope_cos_sin
+from model.model_pebble import apply_rope, bind_forward, rope_cos_sin
 
 TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=97)
 
@@ -91,6 +91,35 @@ def test_kv_cache_decoding_equals_full_forward():
     steps += [model(x[:, i:i + 1], past_key_values=cache, use_cache=True).logits for i in range(5, 9)]
     steps.append(model(x[:, 9:], past_key_values=cache, use_cache=True).logits)  # a chunk onto a warm cache
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("qk_norm", [True, False])
+def test_bound_forward_is_the_module_forward_bit_for_bit(qk_norm):
+    model = tiny_model(qk_norm=qk_norm)
+    step = bind_forward(model)
+    x = torch.randint(3, 97, (2, 9))
+    mask = torch.ones_like(x)
+    mask[0, :3] = 0  # left padding
+
+    def prefill_and_decode(fwd) -> list[torch.Tensor]:  # as generate calls it: the prompt, then one token at a time
+        cache = KVCache(model.config.num_hidden_layers)
+        out = [fwd(x[:, :7], attention_mask=mask[:, :7], past_key_values=cache, logits_to_keep=1).logits]
+        return out + [fwd(x[:, i:i + 1], attention_mask=mask[:, :i + 1], past_key_values=cache).logits for i in (7, 8)]
+
+    for a, b in zip(prefill_and_decode(model), prefill_and_decode(step)):
+        assert torch.equal(a, b)
+    with torch.no_grad():
+        model.model.layers[0].mlp.up_proj.weight.mul_(2)  # an in-place change reaches the bound weights
+    assert torch.equal(bind_forward(model)(x).logits, model(x).logits)
+
+
+def test_bound_forward_keeps_modules_with_hooks():
+    model = tiny_model()
+    seen = []
+    model.model.layers[1].mlp.register_forward_hook(lambda m, args, out: seen.append(out.shape))
+    step = bind_forward(model)
+    x = torch.randint(3, 97, (1, 5))
+    assert torch.equal(step(x).logits, model(x).logits) and len(seen) == 2  # the hook ran in both
 
 
 def test_kv_cache_writes_in_place():
