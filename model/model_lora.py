@@ -87,8 +87,18 @@ def low_rank_linear(x: torch.Tensor, weight: torch.Tensor, a: torch.Tensor, b: t
 
 def one_adapter_linear(x: torch.Tensor, weight: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
                        scale: float) -> torch.Tensor:
-    """low_rank_linear's output alone: what LoRALinear.plain_forward binds for inference."""
-    return low_rank_linear(x, weight, a, b, scale)[0]
+    """low_rank_linear's output alone, for inference (no grad): LoRALinear's forward there, and what its
+    plain_forward binds. In float32, MKL runs the rank-r product faster as A x^T (r, N) than as x A^T (N, r): 15 vs
+    22 us at 736 x 256 and rank 8, and bench row 8's unmerged forward 57.7 -> 55.7 ms against a 50.2 ms base;
+    under bf16 oneDNN is faster the other way round (21 vs 29 us), so other dtypes keep low_rank_linear's order.
+    """
+    if x.dtype != torch.float32 or weight.dtype != torch.float32 or torch.is_autocast_enabled(x.device.type):
+        return low_rank_linear(x, weight, a, b, scale)[0]
+    x2 = x.reshape(-1, x.shape[-1])  # (N, in)
+    hs_t = a.float() @ x2.t()  # (r, N)
+    hs_t = hs_t if scale == 1.0 else hs_t * scale
+    y = (x2 @ weight.t()).addmm_(hs_t.t(), b.float().t())  # (N, out)
+    return y.view(*x.shape[:-1], y.shape[-1])
 
 
 class LoRALinearFunction(torch.autograd.Function):
@@ -181,7 +191,8 @@ class LoRALinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         one = self._one_adapter()
         if one is not None:
-            return LoRALinearFunction.apply(x, self.weight, *one)
+            return LoRALinearFunction.apply(x, self.weight, *one) if torch.is_grad_enabled() else \
+                one_adapter_linear(x, self.weight, *one)
         y = F.linear(x, self.weight, self.bias)  # (B, ..., out)
         if self.routes is not None:
             return self._add_routed(x, y)
