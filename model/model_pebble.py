@@ -310,9 +310,9 @@ def bind_forward(module: nn.Module) -> Callable:
 
     Why: a call through nn.Module (hook checks, attribute lookups) costs a few microseconds in Python, and a
     decoded token of the demo model makes about 120 of them: bound, a token took 2.05 ms instead of 2.7 ms on
-    2 CPU cores (bench row 5). The namespace
-    is a snapshot: bind again after changing the model (generate binds once per call). A module with hooks, or
-    a layer that is not a plain function of its input (LoRALinear.plain_forward), is kept as itself.
+    2 CPU cores (bench row 5). The namespace is a snapshot: bind again after changing the model (generate binds
+    once per call). A module with hooks, or a layer that is not a plain function of its input
+    (LoRALinear.plain_forward), is kept as itself.
     """
     hooked = module._forward_hooks or module._forward_pre_hooks or "forward" in vars(module)
     if hooked or nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
