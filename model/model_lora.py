@@ -163,12 +163,18 @@ class LoRALinear(nn.Linear):
         return self._base_weight is not None
 
     def _one_adapter(self) -> Optional[tuple[torch.Tensor, torch.Tensor, float]]:
-        """(A, B, scale) of the one active adapter when LoRALinearFunction computes this layer: a frozen weight,
-        no bias, no routes, not merged, and no dropout at work; else None."""
-        if len(self.active) != 1 or self.routes is not None or self.merged or self.bias is not None \
-                or self.weight.requires_grad:
+        """(A, B, scale) of the one adapter that answers every row when LoRALinearFunction computes this layer
+        (one active adapter, or routes that give one adapter the whole batch): a frozen weight, no bias, not
+        merged, and no dropout at work; else None."""
+        if self.routes is None:
+            active = self.active
+        elif len(self.routes) == 1 and self.routes[0][1] is None:
+            active = {self.routes[0][0]: 1.0}
+        else:
             return None
-        (name, w), = self.active.items()
+        if len(active) != 1 or self.merged or self.bias is not None or self.weight.requires_grad:
+            return None
+        (name, w), = active.items()
         adapter = self.lora[name]
         if self.training and not isinstance(adapter.dropout, nn.Identity):
             return None
@@ -177,7 +183,9 @@ class LoRALinear(nn.Linear):
     def plain_forward(self) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
         """This layer's forward, as it stands, as a function of x alone for inference (model_pebble.bind_forward),
         or None where only the module computes it (routes, several adapters, dropout)."""
-        if self.routes is None and (self.merged or not self.active):
+        if self.routes is not None:
+            return None  # the module checks each batch against the routes' rows
+        if self.merged or not self.active:
             return functools.partial(F.linear, weight=self.weight, bias=self.bias)
         one = self._one_adapter()
         if one is None:
@@ -185,6 +193,9 @@ class LoRALinear(nn.Linear):
         return functools.partial(one_adapter_linear, weight=self.weight, a=one[0], b=one[1], scale=one[2])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.routes is not None and x.shape[0] != self.route_rows:
+            raise PebbleError(f"adapters_per_row was given {self.route_rows} adapter names but the batch has "
+                              f"{x.shape[0]} rows; give one name (or None) per row")
         one = self._one_adapter()
         if one is not None:
             return LoRALinearFunction.apply(x, self.weight, *one) if torch.is_grad_enabled() else \
@@ -203,9 +214,6 @@ class LoRALinear(nn.Linear):
         if self.merged:
             raise PebbleError("adapters are merged into the weights; call unmerge_lora(model) before routing "
                               "adapters per row")
-        if x.shape[0] != self.route_rows:
-            raise PebbleError(f"adapters_per_row was given {self.route_rows} adapter names but the batch has "
-                              f"{x.shape[0]} rows; give one name (or None) per row")
         for name, rows in self.routes:
             if rows is None:  # the whole batch uses this adapter: no gather or scatter needed
                 y = y + self.lora[name](x, y.dtype)
@@ -387,9 +395,10 @@ def adapters_per_row(model: nn.Module, names: list[Optional[str]]) -> Iterator[n
     One forward serves all rows: each layer computes its base output once for the whole batch, then adds each
     adapter's output to that adapter's rows only. Every forward inside the block must have len(names) rows,
     which holds through `generate` (KV cache and left padding keep the rows in place). The active set is
-    ignored inside the block and routing is undone after it. Under bf16 autocast a layer's output turns float32
-    for the whole batch once any row adds a (float32) adapter output there, as y + delta does for one adapter:
-    base rows then carry more precision than alone, so greedy tokens may part at bf16-level near-ties.
+    ignored inside the block and routing is undone after it. One adapter for every row computes exactly as the
+    active adapter does. Otherwise, under bf16 autocast, a layer's output turns float32 for the whole batch once
+    any row adds a (float32) adapter output there: base rows then carry more precision than alone, so greedy
+    tokens may part at bf16-level near-ties.
     Routing lives in the layers: one thread at a time may run a model with it.
     """
     if not names:
