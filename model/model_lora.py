@@ -166,15 +166,14 @@ class LoRALinear(nn.Linear):
         """(A, B, scale) of the one adapter that answers every row when LoRALinearFunction computes this layer
         (one active adapter, or routes that give one adapter the whole batch): a frozen weight, no bias, not
         merged, and no dropout at work; else None."""
-        if self.routes is None:
-            active = self.active
-        elif len(self.routes) == 1 and self.routes[0][1] is None:
-            active = {self.routes[0][0]: 1.0}
+        if self.routes is None and len(self.active) == 1:
+            (name, w), = self.active.items()
+        elif self.routes is not None and len(self.routes) == 1 and self.routes[0][1] is None:
+            name, w = self.routes[0][0], 1.0
         else:
             return None
-        if len(active) != 1 or self.merged or self.bias is not None or self.weight.requires_grad:
+        if self.merged or self.bias is not None or self.weight.requires_grad:
             return None
-        (name, w), = active.items()
         adapter = self.lora[name]
         if self.training and not isinstance(adapter.dropout, nn.Identity):
             return None
