@@ -387,10 +387,12 @@ class PebbleForCausalLM(PreTrainedModel, GenerationMixin):
         position_ids: Optional[torch.Tensor] = None,
         logits_to_keep: int = 0,
         loss_only: bool = False,
+        logits_at: Optional[torch.Tensor] = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         """Logits (B, T, V) and, with labels, the mean cross-entropy of logits[:, :-1] against labels[:, 1:]
-        (ignore_index -100). logits_to_keep > 0 keeps only the last positions; loss_only skips the logits."""
+        (ignore_index -100). logits_to_keep > 0 keeps only the last positions; loss_only skips the logits;
+        logits_at, a (B, T) bool mask, gives the logits of the masked positions only, as (N, V) in row-major order."""
         if use_cache and past_key_values is None:
             past_key_values = KVCache(self.config.num_hidden_layers)
         h = self.model(input_ids, attention_mask, position_ids, past_key_values)  # (B, T, C)
@@ -401,7 +403,9 @@ class PebbleForCausalLM(PreTrainedModel, GenerationMixin):
             keep = targets != -100  # (B, T-1)
             target_logits = self.lm_head(h[:, :-1][keep])  # (N, V)
             loss = F.cross_entropy(target_logits.float(), targets[keep], reduction="sum") / keep.sum().clamp(min=1)
-        if labels is None or not loss_only:
+        if logits_at is not None:
+            logits = self.lm_head(h[logits_at])  # (N, V)
+        elif labels is None or not loss_only:
             logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h)  # (B, T, V)
         # positional: the cache field is `past_key_values` in transformers 4 and `cache` in 5
         return CausalLMOutputWithPast(loss, logits, past_key_values if use_cache else None)

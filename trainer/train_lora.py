@@ -9,6 +9,7 @@ Resume checkpoints hold the adapter and optimizer state only, never the base.
 """
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +21,11 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from dataset.lm_dataset import ConcatDatasets, SFTDataset
+from dataset.lm_dataset import ConcatDatasets, SFTDataset, check_line
 from model.chat import generate_replies
 from model.checkpoint import PebbleError, fingerprint, load_model, repo_path, weight_path
 from model.model_lora import apply_lora, load_lora, lora_disabled, mark_only_lora_trainable, merge_lora, save_lora
-from trainer.trainer_utils import (TrainConfig, autocast, check_tokenizer_fits, is_main_process, load_data,
+from trainer.trainer_utils import (TrainConfig, autocast, check_range, check_tokenizer_fits, is_main_process, load_data,
                                    load_tokenizer, parse_config, resolve_dtype, run_cli, setup_distributed, train)
 
 
@@ -59,10 +60,13 @@ class LoRATrainConfig(TrainConfig):
         super().validate()
         if self.rank <= 0:
             raise PebbleError(f"--rank must be positive, got {self.rank}")
-        if not self.lora_name or "." in self.lora_name:
-            raise PebbleError(f"--lora_name {self.lora_name!r} must be non-empty and contain no '.'")
-        if self.replay_weight < 0:
-            raise PebbleError(f"--replay_weight must be >= 0, got {self.replay_weight}")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", self.lora_name):
+            raise PebbleError(f"--lora_name {self.lora_name!r} must be a plain name of letters, digits, _ and - "
+                              "(the adapter goes to out/lora/{lora_name}_{hidden}.safetensors)")
+        check_range("alpha", self.alpha, low=0)
+        check_range("lora_dropout", self.lora_dropout, low=0, high=0.9)
+        check_range("replay_ratio", self.replay_ratio, low=0)
+        check_range("replay_weight", self.replay_weight, low=0)
         if self.replay_loss not in ("kl", "ce"):
             raise PebbleError(f"--replay_loss must be kl or ce, got {self.replay_loss!r}")
 
@@ -86,32 +90,39 @@ def replay_distillation_loss(model: torch.nn.Module, weight: float = 1.0) -> Cal
 
     def loss_fn(net: torch.nn.Module, batch: dict) -> torch.Tensor:
         ids, labels, replay = batch["input_ids"], batch["labels"], batch["source"] == 1  # (B, T), (B, T), (B,)
-        targets = labels[:, 1:]
-        keep = targets != -100  # (B, T-1): positions that predict a reply token
-        logits = net(ids).logits[:, :-1]  # (B, T-1, V); through net so that DDP sees the forward
-        task = keep & ~replay[:, None]
-        loss = F.cross_entropy(logits[task].float(), targets[task], reduction="sum")
+        # Only positions that predict a reply token reach lm_head: in chat data most tokens are prompt.
+        keep = F.pad(labels[:, 1:] != -100, (0, 1), value=False)  # (B, T)
+        targets = labels[:, 1:][keep[:, :-1]]  # (N,)
+        from_replay = replay[:, None].expand_as(keep)[keep]  # (N,)
+        logits = net(ids, logits_at=keep).logits.float()  # (N, V); through net so that DDP sees the forward
+        loss = F.cross_entropy(logits[~from_replay], targets[~from_replay], reduction="sum")
         if bool(replay.any()):
             with torch.no_grad(), lora_disabled(model):
-                base = model(ids[replay]).logits[:, :-1][keep[replay]]  # (N, V), same order as logits[rep]
-            rep = keep & replay[:, None]
-            loss = loss + weight * F.kl_div(F.log_softmax(logits[rep].float(), -1), F.log_softmax(base.float(), -1),
+                base = model(ids[replay], logits_at=keep[replay]).logits.float()  # (M, V), order of logits[from_replay]
+            loss = loss + weight * F.kl_div(F.log_softmax(logits[from_replay], -1), F.log_softmax(base, -1),
                                             log_target=True, reduction="sum")
-        return loss / keep.sum().clamp(min=1)
+        return loss / max(len(targets), 1)
 
     return loss_fn
 
 
-def probe_prompts(data_path: Path, count: int) -> list[str]:
-    """User prompts to show the adapter's effect: from {data}_eval.jsonl if it exists, else from the data;
-    alternating Chinese and English where both are present."""
+def probe_prompts(data_path: Path, count: int, max_chars: int = 200) -> list[str]:
+    """Short user prompts to show the adapter's effect: first user turns from {data}_eval.jsonl if it exists,
+    else from the data (lines that are not usable conversations are passed over); alternating Chinese and
+    English where both are present."""
     source = data_path.with_name(data_path.stem + "_eval.jsonl")
     source = source if source.is_file() else data_path
     prompts = []
-    with open(source, encoding="utf-8") as f:
+    with open(source, encoding="utf-8", errors="replace") as f:
         for line in f:
-            turns = json.loads(line)["conversations"]
-            prompts.append(next(t["content"] for t in turns if t["role"] == "user"))
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if check_line(obj, "conversations") is None:
+                first = next((t["content"] for t in obj["conversations"] if t["role"] == "user"), "")
+                if 0 < len(first) <= max_chars:
+                    prompts.append(first)
             if len(prompts) >= 200:
                 break
     zh = [p for p in prompts if any("\u4e00" <= c <= "\u9fff" for c in p)]

@@ -9,6 +9,7 @@ import contextlib
 import ctypes
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 import os
@@ -23,7 +24,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from dataset.lm_dataset import PadCollator
+from dataset.lm_dataset import IGNORE_INDEX, PadCollator
 from model.checkpoint import (PebbleError, load_model, load_tensors, repo_path, save_model, save_tensors,
                               weight_path)
 from model.model_pebble import PebbleConfig, PebbleForCausalLM
@@ -66,10 +67,46 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "accumulation_steps", "max_seq_len", "log_interval", "save_interval"):
             if getattr(self, name) <= 0:
                 raise PebbleError(f"--{name} must be positive, got {getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise PebbleError(f"--learning_rate must be positive, got {self.learning_rate}")
+        if self.max_steps < 0:
+            raise PebbleError(f"--max_steps must be 0 (all epochs) or positive, got {self.max_steps}")
+        check_range("learning_rate", self.learning_rate, low=0, low_open=True, high=1)
+        check_range("lr_min_ratio", self.lr_min_ratio, low=0, high=1)
+        check_range("warmup_ratio", self.warmup_ratio, low=0, high=1)
+        check_range("weight_decay", self.weight_decay, low=0)
+        check_range("grad_clip", self.grad_clip, low=0)
         if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
             raise PebbleError(f"--dtype must be auto, bfloat16, float16 or float32, got {self.dtype!r}")
+        resolve_device(self.device)
+
+
+def check_range(flag: str, value: float, low: float, high: float = math.inf, low_open: bool = False) -> None:
+    """A numeric flag must be a finite number in [low, high] (or (low, high] with low_open)."""
+    below = value <= low if low_open else value < low
+    if not math.isfinite(value) or below or value > high:
+        interval = f"{'(' if low_open else '['}{low}, {high if math.isfinite(high) else 'inf'}"
+        raise PebbleError(f"--{flag} must be a finite number in {interval}{']' if math.isfinite(high) else ')'}, "
+                          f"got {value}")
+
+
+def resolve_device(name: str) -> str:
+    """--device as a torch device string: auto (cuda if this PyTorch sees a GPU, else cpu), cpu, cuda, cuda:N, mps."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind, _, index = name.partition(":")
+    if name == "cpu":
+        return name
+    if kind == "cuda" and (not index or index.isdigit()):
+        if not torch.cuda.is_available():
+            raise PebbleError(f"--device {name}: this PyTorch sees no CUDA GPU (a CPU-only build, or no driver); "
+                              "use --device cpu, or install PyTorch's CUDA build")
+        if index and int(index) >= torch.cuda.device_count():
+            raise PebbleError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA device(s)")
+        return name
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise PebbleError("--device mps: this PyTorch or machine has no Apple GPU backend; use --device cpu")
+        return name
+    raise PebbleError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
 
 
 def parse_config(cls: type, description: str, **defaults) -> "TrainConfig":
@@ -103,8 +140,7 @@ def is_main_process() -> bool:
 
 def setup_distributed(device: str) -> tuple[int, int, str]:
     """Join the torchrun process group if launched by torchrun -> (rank, world_size, device)."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return 0, 1, device
@@ -217,6 +253,39 @@ def save_checkpoint(path: Path, model, optimizer, progress: dict) -> None:
                                  "param_groups": opt["param_groups"]})
 
 
+# Flags that may change between a run and its resumption: they do not change what is trained.
+RESUMABLE_FLAGS = ("from_resume", "max_steps", "log_interval", "save_interval", "device", "dtype", "compile",
+                   "probe_count", "skip_bad_lines")
+
+
+def run_signature(cfg: TrainConfig, dataset, world: int) -> dict:
+    """What a checkpoint must agree on to be continued: the flags that shape the run, and a hash of the data
+    (the bytes of every data file the flags name, and the tokenized lengths in order)."""
+    flags = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RESUMABLE_FLAGS}
+    flags["world_size"] = world
+    h = hashlib.sha256(json.dumps(list(dataset.lengths)).encode())
+    for name, value in sorted(flags.items()):
+        if name.endswith(("data", "data_path")) and repo_path(value).is_file():
+            h.update(repo_path(value).read_bytes())
+    return {"flags": flags, "data_sha256": h.hexdigest()[:16]}
+
+
+def check_same_run(path: Path, progress: dict, signature: dict, total: int) -> None:
+    """Refuse to resume from a checkpoint of another run (other flags or data) or of a finished one."""
+    saved = progress.get("flags", {})
+    changed = [k for k in signature["flags"] if k in saved and saved[k] != signature["flags"][k]]
+    if changed:
+        shown = ", ".join(f"--{k} {saved[k]} (now {signature['flags'][k]})" for k in changed[:4])
+        raise PebbleError(f"{path} was written by a run with {shown}; pass the same flags to resume it, or start "
+                          "without --from_resume 1")
+    if progress.get("data_sha256", signature["data_sha256"]) != signature["data_sha256"]:
+        raise PebbleError(f"{path} was written by a run on other data (the data files changed since); start "
+                          "without --from_resume 1")
+    if progress["step"] >= total:
+        raise PebbleError(f"{path} has finished all {total} steps: there is nothing to resume; start without "
+                          "--from_resume 1 to train again")
+
+
 def load_checkpoint(path: Path, model, optimizer) -> dict:
     """Restore what save_checkpoint wrote into model and optimizer; returns the saved progress."""
     tensors, meta = load_tensors(path)
@@ -308,20 +377,26 @@ def train(
     if total == 0:
         raise PebbleError(f"{cfg.data_path} has {len(dataset)} samples: too few for one step of "
                           f"batch_size {cfg.batch_size} x accumulation_steps {cfg.accumulation_steps}")
+    signature = run_signature(cfg, dataset, world)
     start = 0
     if cfg.from_resume:
         if ckpt_path.is_file():
-            start = load_checkpoint(ckpt_path, model, optimizer)["step"]
+            progress = load_checkpoint(ckpt_path, model, optimizer)
+            check_same_run(ckpt_path, progress, signature, total)
+            start = progress["step"]
             if is_main_process():
                 print(f"resumed from {ckpt_path} at step {start}/{total}")
         elif is_main_process():
             print(f"no checkpoint at {ckpt_path}; starting from step 0")
+    saved_at = start or None  # the step whose checkpoint is on disk, if any
     log = MetricsLog(save_dir / f"{run_name}.log.jsonl", fresh=start == 0)
 
     def checkpoint(step: int) -> None:
+        nonlocal saved_at
         if is_main_process():
-            save_checkpoint(ckpt_path, model, optimizer, {"step": step, "total": total})
+            save_checkpoint(ckpt_path, model, optimizer, {"step": step, "total": total, **signature})
             save_artifact(model)
+        saved_at = step
         if world > 1:
             dist.barrier()
 
@@ -349,8 +424,9 @@ def train(
                 else:
                     loss = loss_fn(net, batch)
             if not torch.isfinite(loss):
-                raise PebbleError(f"the loss became {loss.item()} at step {step}; lower --learning_rate. "
-                                  f"The last good checkpoint is {ckpt_path}")
+                kept = (f"the checkpoint of step {saved_at} ({ckpt_path}) is the last good one" if saved_at else
+                        "nothing was written")
+                raise PebbleError(f"the loss became {loss.item()} at step {step}; lower --learning_rate; {kept}")
             scaler.scale(loss / cfg.accumulation_steps).backward()
             tokens += int(batch["attention_mask"].sum()) * world
             loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
@@ -399,8 +475,14 @@ def load_tokenizer(path: str):
 def load_data(cfg: TrainConfig, dataset_cls: type, tokenizer):
     """The training data, tokenized; prints how many samples, how many were truncated or skipped and why."""
     data = dataset_cls(repo_path(cfg.data_path), tokenizer, cfg.max_seq_len, skip_bad_lines=bool(cfg.skip_bad_lines))
+    # A target at position t is predicted from the tokens before it, so position 0 never counts.
+    empty = sum(all(x == IGNORE_INDEX for x in labels[1:cfg.max_seq_len]) for labels in data.data["labels"])
+    if empty == len(data):
+        raise PebbleError(f"with --max_seq_len {cfg.max_seq_len} no sample of {cfg.data_path} keeps a target token "
+                          f"to learn from (the longest has {max(data.data['length'])} tokens); raise --max_seq_len")
     if is_main_process():
-        print(f"{len(data)} samples from {cfg.data_path}; {data.num_truncated} truncated to {cfg.max_seq_len} tokens")
+        print(f"{len(data)} samples from {cfg.data_path}; {data.num_truncated} truncated to {cfg.max_seq_len} tokens"
+              + (f", {empty} of them to no target token (they teach nothing)" if empty else ""))
         if data.skipped:
             shown = "; ".join(data.skipped[:10]) + (" ..." if len(data.skipped) > 10 else "")
             print(f"skipped {len(data.skipped)} bad line(s): {shown}")

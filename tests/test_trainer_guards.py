@@ -1,0 +1,119 @@
+"""A careless or hostile command line never trains the wrong thing silently: bad flag values, resuming another
+run, data that truncation empties and odd data lines each end in one clear sentence, or in a correct run."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dataset.lm_dataset import SFTDataset
+from model import PebbleConfig, PebbleForCausalLM
+from model.checkpoint import PebbleError
+from trainer.train_lora import LoRATrainConfig, probe_prompts
+from trainer.trainer_utils import TrainConfig, load_data, load_tokenizer, train
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=6400)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer("model")
+
+
+def write_conversations(path: Path, count: int, reply: str = "a short reply") -> Path:
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(count):
+            conv = [{"role": "user", "content": f"question {i}?"}, {"role": "assistant", "content": f"{reply} {i}"}]
+            f.write(json.dumps({"conversations": conv}) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("learning_rate", float("inf")), ("learning_rate", float("nan")), ("learning_rate", -1.0),
+    ("lr_min_ratio", -5.0), ("lr_min_ratio", 2.0), ("warmup_ratio", float("nan")), ("grad_clip", float("inf")),
+    ("alpha", -5.0), ("alpha", float("nan")), ("lora_dropout", 1.5), ("lora_dropout", -0.1),
+    ("replay_ratio", -1.0), ("replay_weight", float("inf")), ("lora_name", "/tmp/x"), ("lora_name", "../escape"),
+    ("lora_name", ""), ("device", "junk"), ("device", "cuda:x"), ("max_steps", -3),
+])
+def test_a_value_no_run_can_use_is_refused_naming_its_flag(flag, value):
+    with pytest.raises(PebbleError, match=f"--{flag}"):
+        LoRATrainConfig(**{flag: value}).validate()
+
+
+def test_sensible_values_pass():
+    LoRATrainConfig(alpha=16.0, lora_dropout=0.05, lr_min_ratio=0.0, lora_name="lora_my-task2", device="cpu").validate()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_cuda_on_a_cpu_only_torch_is_one_clear_line():
+    with pytest.raises(PebbleError, match="sees no CUDA GPU"):
+        TrainConfig(device="cuda").validate()
+
+
+def test_a_bad_flag_ends_the_script_with_one_line_and_exit_code_1():
+    proc = subprocess.run([sys.executable, str(ROOT / "trainer" / "train_lora.py"), "--learning_rate", "inf"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == ["error: --learning_rate must be a finite number in (0, 1], got inf"]
+
+
+def test_truncation_that_leaves_no_target_token_is_refused(tokenizer, tmp_path):
+    path = write_conversations(tmp_path / "d.jsonl", 8)
+    cfg = TrainConfig(data_path=str(path), max_seq_len=4)
+    with pytest.raises(PebbleError, match="--max_seq_len 4"):
+        load_data(cfg, SFTDataset, tokenizer)
+    assert len(load_data(TrainConfig(data_path=str(path), max_seq_len=64), SFTDataset, tokenizer)) == 8
+
+
+def tiny_train(tmp_path: Path, data, data_path: Path, **overrides) -> dict:
+    cfg = TrainConfig(save_dir=str(tmp_path / "out"), batch_size=4, dtype="float32", save_interval=2,
+                      log_interval=1, data_path=str(data_path), **overrides)
+    torch.manual_seed(0)
+    return train(PebbleForCausalLM(PebbleConfig(**TINY)), data, cfg, lambda m: None, "run")
+
+
+def test_resume_refuses_a_finished_run_other_data_and_other_flags(tokenizer, tmp_path):
+    path = write_conversations(tmp_path / "d.jsonl", 16)
+    data = SFTDataset(path, tokenizer, 64)
+    assert tiny_train(tmp_path, data, path, max_steps=3)["steps"] == 3
+    with pytest.raises(PebbleError, match="finished all 3 steps"):
+        tiny_train(tmp_path, data, path, max_steps=3, from_resume=1)
+    write_conversations(tmp_path / "d.jsonl", 16, reply="another reply")  # same file, new content
+    with pytest.raises(PebbleError, match="other data"):
+        tiny_train(tmp_path, SFTDataset(path, tokenizer, 64), path, max_steps=4, from_resume=1)
+    write_conversations(tmp_path / "d.jsonl", 16)
+    with pytest.raises(PebbleError, match="--learning_rate 0.0005 \\(now 0.001\\)"):
+        tiny_train(tmp_path, data, path, max_steps=3, from_resume=1, learning_rate=1e-3)
+    # The same run with more steps to go resumes (max_steps is not part of what must match).
+    assert tiny_train(tmp_path, data, path, max_steps=4, from_resume=1)["steps"] == 4
+
+
+def test_a_nan_loss_before_any_checkpoint_says_nothing_was_written(tokenizer, tmp_path):
+    path = write_conversations(tmp_path / "d.jsonl", 16)
+    model = PebbleForCausalLM(PebbleConfig(**TINY))
+    forward = model.forward
+
+    def poisoned(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        out.loss = out.loss * float("nan")
+        return out
+
+    model.forward = poisoned
+    cfg = TrainConfig(save_dir=str(tmp_path / "out"), batch_size=4, dtype="float32", data_path=str(path))
+    with pytest.raises(PebbleError, match="nothing was written"):
+        train(model, SFTDataset(path, tokenizer, 64), cfg, lambda m: None, "run")
+    assert not (tmp_path / "out" / "checkpoints" / "run.safetensors").exists()
+
+
+def test_probe_prompts_pass_over_lines_that_are_no_usable_conversation(tmp_path):
+    good = {"conversations": [{"role": "user", "content": "你好吗？"}, {"role": "assistant", "content": "很好"}]}
+    english = {"conversations": [{"role": "user", "content": "How are you?"}, {"role": "assistant", "content": "ok"}]}
+    no_user = {"conversations": [{"role": "system", "content": "s"}, {"role": "assistant", "content": "hi"}]}
+    huge = {"conversations": [{"role": "user", "content": "x" * 5_000_000}, {"role": "assistant", "content": "y"}]}
+    lines = ["", "not json", json.dumps(no_user), json.dumps(huge), json.dumps(good), "   ", json.dumps(english), ""]
+    path = tmp_path / "task.jsonl"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    assert probe_prompts(path, 2) == ["你好吗？", "How are you?"]
