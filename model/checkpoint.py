@@ -158,6 +158,8 @@ def exclusive_run(path: PathLike) -> Iterator[Path]:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             raise PebbleError(f"another run is writing {path} (pid {holder}); wait for it or choose another name") \
                 from None
+        except OSError as e:  # a file system without locks
+            raise PebbleError(f"cannot lock {lock}: {e.strerror}; choose a --save_dir on a local disk") from e
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield path
