@@ -24,7 +24,7 @@ from typing import Callable, Optional, Sequence, TextIO, Union
 import torch
 
 from dataset.lm_dataset import IGNORE_INDEX, PadCollator, SFTDataset, TokenizedJsonl
-from model.chat import Messages, generate_replies
+from model.chat import Messages, TextStream, generate_replies, token_bytes
 from model.checkpoint import PebbleError, load_model, repo_path, weight_path
 from model.model_lora import ActiveSpec, adapter_active, adapter_names, load_lora, lora_layers, set_active_lora
 from trainer.trainer_utils import (TrainConfig, autocast, check_tokenizer_fits, count_parameters, load_tokenizer,
@@ -99,8 +99,9 @@ def check_args(args: argparse.Namespace) -> None:
     for name in ("max_new_tokens", "batch_size", "max_seq_len"):
         if getattr(args, name) <= 0:
             raise PebbleError(f"--{name} must be positive, got {getattr(args, name)}")
-    if args.temperature < 0 or not 0 < args.top_p <= 1:
-        raise PebbleError(f"--temperature must be >= 0 and --top_p in (0, 1], got {args.temperature} and {args.top_p}")
+    if not (0 <= args.temperature < math.inf and 0 < args.top_p <= 1):
+        raise PebbleError(f"--temperature must be a number >= 0 and --top_p in (0, 1], got {args.temperature} and "
+                          f"{args.top_p}")
     if args.historys < 0 or args.historys % 2:
         raise PebbleError(f"--historys counts messages, two per exchange, so it must be even and >= 0; "
                           f"got {args.historys}")
@@ -215,12 +216,13 @@ def switch_adapter(model, name: str, save_dir: Path) -> Optional[str]:
 
 class ReplyStreamer:
     """A streamer for model.generate (put/end protocol) on one conversation: prints the reply to `out` as it
-    is decoded and times it."""
+    is decoded, whole characters only and without its leading whitespace, and times it."""
 
     def __init__(self, tokenizer, out: TextIO):
-        self.tokenizer, self.out = tokenizer, out
+        self.out = out
+        self.text = TextStream(token_bytes(tokenizer))
         self.ids: list[int] = []  # the new tokens so far
-        self.shown = ""  # the text printed so far
+        self.started = False  # whether anything but whitespace was printed yet
         self.start: Optional[float] = None
         self.seconds = 0.0
 
@@ -230,21 +232,21 @@ class ReplyStreamer:
             self.start = time.perf_counter()
             return
         self.ids.append(int(value[0]))
-        self.show(final=False)
+        self.show(self.text.push(self.ids[-1]))
 
     def end(self) -> None:
-        """Generation is over: print what was held back and stop the clock."""
+        """Generation is over: stop the clock (the bytes of an unfinished character are dropped)."""
         self.seconds = time.perf_counter() - (self.start or time.perf_counter())
-        self.show(final=True)
+        self.show(self.text.finish())
 
-    def show(self, final: bool) -> None:
-        """Print the text decoded since the last call; hold back a character whose bytes are incomplete."""
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True).lstrip()
-        if not final and text.endswith("\ufffd"):
-            return
-        self.out.write(text[len(self.shown):])
-        self.out.flush()
-        self.shown = text
+    def show(self, text: str) -> None:
+        """Print newly completed text."""
+        if not self.started:
+            text = text.lstrip()
+            self.started = bool(text)
+        if text:
+            self.out.write(text)
+            self.out.flush()
 
     def speed(self) -> str:
         """'N tokens, X tokens/s' for the reply."""
@@ -271,7 +273,7 @@ def read_prompts(prompts: list[str], prompts_file: Optional[str]) -> list[str]:
         return list(prompts)
     path = repo_path(prompts_file)
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark at the start is not text
             return list(prompts) + [line.strip() for line in f if line.strip()]
     except (OSError, UnicodeDecodeError) as e:
         raise PebbleError(f"cannot read {path} ({e.strerror if isinstance(e, OSError) else 'not UTF-8'}); "
@@ -409,7 +411,7 @@ def expect_rate(model, tokenizer, prompts: Sequence[Union[str, Messages]], word:
 def first_user_turns(path: Path) -> list[Messages]:
     """Each conversation of a (validated) JSONL file up to and including its first user turn."""
     prompts = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         for line in f:
             if not line.strip():
                 continue
@@ -465,6 +467,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     # 2. the base and its adapters (the first one answers)
     save_dir = repo_path(args.save_dir)
     model, path = load_base(save_dir, args.weight, args.hidden_size, args.num_hidden_layers, tokenizer, device)
+    positions = model.config.max_position_embeddings  # the KV cache holds prompt and reply, allocated up front
+    if args.max_new_tokens >= positions:
+        raise PebbleError(f"--max_new_tokens {args.max_new_tokens} does not fit the model's {positions} positions "
+                          f"(prompt included); pass less, e.g. {min(1024, positions // 2)}")
     total, _ = count_parameters(model)
     adapters = [load_adapter(model, adapter_path(save_dir, n, model.config.hidden_size))
                 for n in parse_names(args.lora_weight)]

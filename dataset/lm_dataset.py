@@ -2,8 +2,10 @@
 
 - `{"text": "..."}` lines -> PretrainDataset: <|im_start|> text <|im_end|>, every token is a target.
 - `{"conversations": [{"role", "content"}, ...]}` lines -> SFTDataset: rendered with the tokenizer's chat
-  template; only assistant replies and their closing <|im_end|> are targets.
+  template; only assistant replies and their closing <|im_end|> are targets. Text inside a message stays plain
+  text even where it spells a control token (model.chat.encode_chats), so data cannot forge a turn.
 Files are checked line by line first, so a bad line is reported with its number instead of a parser trace.
+A UTF-8 byte-order mark at the start of a file (as some editors write) is skipped.
 """
 import json
 from pathlib import Path
@@ -13,6 +15,7 @@ import torch
 from datasets import Dataset
 from datasets.utils.logging import disable_progress_bar
 
+from model.chat import encode_chats
 from model.checkpoint import PebbleError
 
 IGNORE_INDEX = -100
@@ -60,7 +63,7 @@ def read_jsonl(path: Path, kind: str, skip_bad_lines: bool = False) -> tuple[lis
     with open(path, "rb") as f:
         for n, raw in enumerate(f, 1):
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if n == 1 else "utf-8")  # -sig: skip a byte-order mark
                 if not line.strip():
                     continue
                 obj = json.loads(line)
@@ -154,8 +157,7 @@ class SFTDataset(TokenizedJsonl):
     kind = "conversations"
 
     def tokenize(self, batch: dict, tokenizer) -> dict:
-        texts = [tokenizer.apply_chat_template(conv, tokenize=False) for conv in batch["conversations"]]
-        ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        ids = encode_chats(tokenizer, batch["conversations"])
         start = tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
         labels = [assistant_labels(x, start, tokenizer.eos_token_id) for x in ids]
         return {"input_ids": ids, "labels": labels, "length": [len(x) for x in ids]}

@@ -420,7 +420,9 @@ class PebbleForCausalLM(PreTrainedModel, GenerationMixin):
         temperature: float = 1.0,
         top_p: float = 1.0,
         top_k: int = 0,
-        eos_token_id: Optional[int] = None,
+        repetition_penalty: float = 1.0,
+        min_new_tokens: int = 0,
+        eos_token_id: Optional[int | list[int]] = None,
         pad_token_id: Optional[int] = None,
         use_cache: bool = True,
         streamer=None,
@@ -429,10 +431,17 @@ class PebbleForCausalLM(PreTrainedModel, GenerationMixin):
     ) -> torch.Tensor:
         """Decode up to max_new_tokens after left-padded prompts (B, T); returns (B, T + new) token ids.
 
-        Greedy unless do_sample (temperature, top_k, top_p). Rows that emit eos are padded with pad_token_id
-        from then on. `streamer` follows transformers' put/end protocol; `on_token` gets each new (B,) column.
+        Greedy unless do_sample (temperature, top_k, top_p). repetition_penalty and min_new_tokens act on the
+        logits first, as transformers' processors of those names do; eos_token_id may be one id or a list. Rows
+        that emit eos are padded with pad_token_id from then on. `streamer` follows transformers' put/end
+        protocol; `on_token` gets each new (B,) column. Any other transformers option raises ValueError unless
+        it asks for what this loop does anyway (num_beams=1, return_dict_in_generate=False, None, ...).
         """
+        check_generate_options(kwargs)
+        if repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be positive, got {repetition_penalty}")
         eos = self.config.eos_token_id if eos_token_id is None else eos_token_id
+        eos_ids = torch.tensor([eos] if isinstance(eos, int) else list(eos), device=input_ids.device)  # (E,)
         pad = self.config.pad_token_id if pad_token_id is None else pad_token_id
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -445,9 +454,14 @@ class PebbleForCausalLM(PreTrainedModel, GenerationMixin):
         if streamer is not None:
             streamer.put(input_ids.cpu())
         step = bind_forward(self)
-        for _ in range(max_new_tokens):
+        for made in range(max_new_tokens):
             logits = step(step_ids, attention_mask=mask, past_key_values=cache, logits_to_keep=1).logits[:, -1]
-            next_tok = sample_next_token(logits.float(), do_sample, temperature, top_k, top_p)  # (B,)
+            logits = logits.float()  # (B, V)
+            if repetition_penalty != 1.0:
+                logits = penalize_repeats(logits, ids, repetition_penalty)
+            if made < min_new_tokens:
+                logits[:, eos_ids[eos_ids >= 0]] = float("-inf")
+            next_tok = sample_next_token(logits, do_sample, temperature, top_k, top_p)  # (B,)
             next_tok = torch.where(finished, torch.full_like(next_tok, pad), next_tok)
             ids = torch.cat([ids, next_tok[:, None]], dim=1)
             if padded:  # finished rows are fed pad tokens as if real; their outputs are never used
@@ -457,12 +471,35 @@ class PebbleForCausalLM(PreTrainedModel, GenerationMixin):
                 streamer.put(next_tok.cpu())
             if on_token is not None:
                 on_token(next_tok)
-            finished |= next_tok == eos
+            finished |= torch.isin(next_tok, eos_ids)
             if bool(finished.all()):
                 break
         if streamer is not None:
             streamer.end()
         return ids
+
+
+# transformers generate options that ask for nothing beyond what our loop does, with the value that says so
+NEUTRAL_GENERATE_OPTIONS = {"num_beams": 1, "num_return_sequences": 1, "return_dict_in_generate": False,
+                            "output_scores": False, "output_logits": False, "output_attentions": False,
+                            "output_hidden_states": False}
+
+
+def check_generate_options(options: dict) -> None:
+    """Raise ValueError naming the first option `generate` would otherwise ignore (None and neutral values pass)."""
+    for name, value in options.items():
+        if value is None or (name in NEUTRAL_GENERATE_OPTIONS and value == NEUTRAL_GENERATE_OPTIONS[name]):
+            continue
+        raise ValueError(f"PebbleForCausalLM.generate does not support {name}={value!r}; it decodes greedily or "
+                         "by sampling (temperature, top_k, top_p) with repetition_penalty, min_new_tokens, "
+                         "eos_token_id and max_new_tokens, so export the model to transformers for other options")
+
+
+def penalize_repeats(logits: torch.Tensor, ids: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Make every token already in a row (B, T) less likely: its logit divided by penalty when positive,
+    multiplied when negative, over all of the row's ids as transformers does (left padding included)."""
+    seen = logits.gather(1, ids)  # (B, T)
+    return logits.scatter(1, ids, torch.where(seen < 0, seen * penalty, seen / penalty))
 
 
 def sample_next_token(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: int, top_p: float):

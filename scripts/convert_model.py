@@ -5,10 +5,13 @@
     python scripts/convert_model.py peft-export --adapter lora_medical # -> out/peft/lora_medical_256/
     python scripts/convert_model.py peft-import --peft_dir DIR --name my_lora   # -> out/lora/my_lora_256.safetensors
 
-`hf` writes config.json (auto_map to a copy of model/model_pebble.py), model.safetensors (our key names, tied
-lm_head left out as transformers expects), generation_config.json and the tokenizer files; it loads with
-AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True) (pass trust_remote_code=True to AutoTokenizer
-too: it reads config.json, and without the flag it asks on the terminal). PEFT adapters name a module's matrices
+`hf` writes config.json, model.safetensors (our key names, tied lm_head left out as transformers expects),
+generation_config.json and the tokenizer files. config.json names transformers' own Qwen3ForCausalLM (weights with
+q/k norms, MiniMind-3) or LlamaForCausalLM (without them), so AutoModelForCausalLM.from_pretrained(dir) loads it
+without remote code, and so can other runtimes that know those architectures. `--remote_code` names our
+PebbleForCausalLM instead, with a copy of model/model_pebble.py (then pass trust_remote_code=True).
+`peft-export` writes the base folder into adapter_config.json as an absolute path, so AutoPeftModelForCausalLM
+finds it from any working directory. PEFT adapters name a module's matrices
 `base_model.model.{module}.lora_A.weight` [r, in] and `lora_B.weight` [out, r], with scale lora_alpha / r
 (lora_alpha / sqrt(r) under rsLoRA); ours are `{module}.lora.A.weight` / `lora.B.weight` with scale alpha / r.
 """
@@ -32,7 +35,7 @@ from eval_llm import adapter_path
 from model.checkpoint import (REPO_ROOT, PebbleError, PathLike, atomic_write, fingerprint, load_model,
                               load_tensors, repo_path, save_tensors, state_dict_to_save, weight_path)
 from model.model_lora import adapter_names, check_adapter_name, find_targets, load_lora, lora_layers, merge_lora
-from model.model_pebble import PebbleForCausalLM
+from model.model_pebble import PebbleConfig, PebbleForCausalLM
 from trainer.trainer_utils import base_model_parser, check_tokenizer_fits, load_tokenizer, run_cli
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
@@ -78,8 +81,32 @@ def json_number(x: float) -> float | int:
 
 # ---------------------------------------------------------------- Pebble -> transformers folder
 
-def hf_config(model: PebbleForCausalLM, dtype: torch.dtype) -> dict:
-    """config.json for a transformers folder: our config plus architectures, auto_map and the weights' dtype."""
+def native_config(config: PebbleConfig, dtype: torch.dtype) -> dict:
+    """config.json naming transformers' own class for our weights: Qwen3 with q/k norms, Llama without them.
+
+    Both classes use our key names and our math (pre-norm, rotate-half RoPE, GQA, SwiGLU, no biases, tied head).
+    Weights without q/k norms (minimind2 era) are Llama's and not Qwen2's, whose q/k/v projections carry biases.
+    rope_theta is written flat for transformers 4.x, vLLM and llama.cpp, and as rope_parameters for 5.x.
+    """
+    name = str(dtype).removeprefix("torch.")
+    out = {key: getattr(config, key) for key in (
+        "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+        "num_key_value_heads", "head_dim", "hidden_act", "max_position_embeddings", "rms_norm_eps", "rope_theta",
+        "tie_word_embeddings", "bos_token_id", "eos_token_id", "pad_token_id")}
+    out.update(rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta}, attention_bias=False,
+               attention_dropout=0.0, initializer_range=0.02, use_cache=True, dtype=name,
+               torch_dtype=name,  # the key transformers 4.x reads
+               transformers_version=config.to_dict()["transformers_version"])
+    if config.qk_norm:
+        out.update(architectures=["Qwen3ForCausalLM"], model_type="qwen3", use_sliding_window=False,
+                   sliding_window=None, max_window_layers=config.num_hidden_layers)
+    else:
+        out.update(architectures=["LlamaForCausalLM"], model_type="llama", mlp_bias=False, pretraining_tp=1)
+    return out
+
+
+def remote_code_config(model: PebbleForCausalLM, dtype: torch.dtype) -> dict:
+    """config.json for our own class: our config plus architectures, auto_map and the weights' dtype."""
     config = model.config.to_dict()
     config.pop("_name_or_path", None)
     name = str(dtype).removeprefix("torch.")
@@ -93,8 +120,12 @@ def hf_config(model: PebbleForCausalLM, dtype: torch.dtype) -> dict:
 
 
 def export_hf(model: PebbleForCausalLM, out_dir: PathLike, tokenizer_dir: PathLike = "model",
-              dtype: torch.dtype = torch.float32) -> Path:
-    """Write model (with any merged adapter) and the tokenizer as a transformers folder; config.json comes last."""
+              dtype: torch.dtype = torch.float32, remote_code: bool = False) -> Path:
+    """Write model (with any merged adapter) and the tokenizer as a transformers folder; config.json comes last.
+
+    The folder names transformers' own Qwen3 or Llama class (native_config); with remote_code it names our class
+    instead and holds a copy of model/model_pebble.py, which loads only with trust_remote_code=True.
+    """
     if any(layer.active and not layer.merged for _, layer in lora_layers(model)):
         raise PebbleError("the model has an active adapter that is not merged; merge_lora(model) first or "
                           "deactivate it, since a transformers folder holds plain weights only")
@@ -105,7 +136,8 @@ def export_hf(model: PebbleForCausalLM, out_dir: PathLike, tokenizer_dir: PathLi
         raise PebbleError(f"{out_dir} is a file; pass an --out_dir folder")
     # Tied lm_head is left out: transformers re-ties it to embed_tokens after loading (_tied_weights_keys).
     save_tensors(state_dict_to_save(model, dtype), out_dir / "model.safetensors", {"format": "pt"})
-    copy_file(REPO_ROOT / "model" / "model_pebble.py", out_dir / "model_pebble.py")
+    if remote_code:
+        copy_file(REPO_ROOT / "model" / "model_pebble.py", out_dir / "model_pebble.py")
     for name in TOKENIZER_FILES:
         if (tokenizer_dir / name).is_file():
             copy_file(tokenizer_dir / name, out_dir / name)
@@ -114,7 +146,8 @@ def export_hf(model: PebbleForCausalLM, out_dir: PathLike, tokenizer_dir: PathLi
         "bos_token_id": config.bos_token_id, "eos_token_id": config.eos_token_id,
         "pad_token_id": config.pad_token_id, "transformers_version": config.to_dict()["transformers_version"],
     })
-    write_json(out_dir / "config.json", hf_config(model, dtype))  # last: a folder without it is unfinished
+    config_json = remote_code_config(model, dtype) if remote_code else native_config(config, dtype)
+    write_json(out_dir / "config.json", config_json)  # last: a folder without it is unfinished
     return out_dir
 
 
@@ -296,6 +329,13 @@ def find_adapter(spec: str, save_dir: Path, hidden_size: int) -> Path:
     return path if path.is_file() else adapter_path(save_dir, spec, hidden_size)
 
 
+def base_reference(spec: str) -> str:
+    """What adapter_config.json names as the base: a local folder as an absolute path, anything else (a Hub id)
+    as given."""
+    path = repo_path(spec)
+    return str(path.resolve()) if path.exists() else spec
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """The subcommand and its flags (each subcommand takes the base-model flags too)."""
     top = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -308,11 +348,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.add_argument("--merge", default="", help="an adapter name or file to fold into the weights")
         parser.add_argument("--dtype", default="float32", choices=DTYPES)
         parser.add_argument("--out_dir", default="", help="default: SAVE_DIR/hf/{weight}_{hidden}[_{merge}]")
+        parser.add_argument("--remote_code", action="store_true",
+                            help="name our PebbleForCausalLM (needs trust_remote_code=True) instead of Qwen3/Llama")
     elif first.command == "peft-export":
         parser.add_argument("--adapter", required=True, help="an adapter name (as eval_llm finds it) or file")
         parser.add_argument("--out_dir", default="", help="default: SAVE_DIR/peft/{adapter}_{hidden}")
         parser.add_argument("--base_model_name_or_path", default="",
-                            help="written into adapter_config.json; default: SAVE_DIR/hf/{weight}_{hidden}")
+                            help="the base folder (written as an absolute path) or a Hub id; "
+                                 "default: SAVE_DIR/hf/{weight}_{hidden}")
     else:
         parser.add_argument("--peft_dir", required=True, help="a folder with adapter_config.json")
         parser.add_argument("--name", default="", help="adapter name; default: the folder's name")
@@ -335,10 +378,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             merge_lora(model)
             suffix = f"_{adapter}"
         out = export_hf(model, args.out_dir or save_dir / "hf" / f"{stem}{suffix}", args.tokenizer_path,
-                        getattr(torch, args.dtype))
+                        getattr(torch, args.dtype), args.remote_code)
     elif args.command == "peft-export":
         adapter = load_lora(model, find_adapter(args.adapter, save_dir, args.hidden_size))
-        base = args.base_model_name_or_path or str(Path(args.save_dir) / "hf" / stem)
+        if args.base_model_name_or_path:
+            base = base_reference(args.base_model_name_or_path)
+        else:
+            base = str((save_dir / "hf" / stem).resolve())
+            if not Path(base).is_dir():
+                print(f"note: the base folder {base} does not exist yet; write it with convert_model.py hf")
         out = export_peft(model, adapter, args.out_dir or save_dir / "peft" / f"{adapter}_{args.hidden_size}", base)
     else:
         name = args.name or repo_path(args.peft_dir).name

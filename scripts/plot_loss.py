@@ -1,44 +1,53 @@
 """Turn training logs (out/*.log.jsonl, one JSON object per logged step) into a PNG loss curve.
 
     python scripts/plot_loss.py out/pretrain_256.log.jsonl out/full_sft_256.log.jsonl --out out/loss.png
-Needs matplotlib (pip install matplotlib).
+Needs matplotlib, which is optional: pip install -r requirements-plot.txt
 """
 import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Optional, Sequence
+
+MISSING_MATPLOTLIB = "error: plotting needs matplotlib, which is optional; pip install -r requirements-plot.txt"
 
 
 def read_log(path: Path) -> tuple[list[int], list[float]]:
-    """(steps, losses) from one metrics log."""
+    """(steps, losses) from one metrics log; a missing file or a line without step and loss exits with one line."""
+    if not path.is_file():
+        sys.exit(f"error: {path} does not exist; pass a metrics log a trainer wrote (out/NAME_HIDDEN.log.jsonl)")
     steps, losses = [], []
     with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
                 record = json.loads(line)
-                steps.append(record["step"])
-                losses.append(record["loss"])
+                steps.append(int(record["step"]))
+                losses.append(float(record["loss"]))
+            except (ValueError, TypeError, KeyError):
+                sys.exit(f"error: {path} line {number} is not a metrics record with step and loss; "
+                         "pass a log a trainer wrote")
     return steps, losses
 
 
-def main() -> None:
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Plot the loss of each log against the optimizer step, on a log scale, into one PNG."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("logs", nargs="+", type=Path, help="metrics logs written by the trainers")
     parser.add_argument("--out", type=Path, default=Path("out/loss.png"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    curves = {path.name.removesuffix(".log.jsonl"): read_log(path) for path in args.logs}
     try:
         import matplotlib
     except ImportError:
-        sys.exit("error: plotting needs matplotlib; pip install matplotlib")
+        sys.exit(MISSING_MATPLOTLIB)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for path in args.logs:
-        if not path.is_file():
-            sys.exit(f"error: {path} does not exist")
-        steps, losses = read_log(path)
-        ax.plot(steps, losses, label=path.name.removesuffix(".log.jsonl"))
+    for name, (steps, losses) in curves.items():
+        ax.plot(steps, losses, label=name)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss")
     ax.set_yscale("log")

@@ -1,34 +1,33 @@
 """Conversions to and from Hugging Face formats, each checked against the reference implementation: the exported
-folder in transformers gives our logits; our adapter in PEFT gives our logits; a PEFT-trained adapter imported
-gives PEFT's logits; ours -> PEFT -> ours is exact; what we cannot represent is refused."""
+folder in transformers' own Qwen3/Llama classes gives our logits and our greedy replies; our adapter in PEFT gives
+our logits and replies; a PEFT-trained adapter imported gives PEFT's logits; ours -> PEFT -> ours is exact; what we
+cannot represent is refused; the tokenizer files load as a class both transformers 4.x and 5.x have."""
 import json
 
 import pytest
+import tokenizers
 import torch
 import transformers.dynamic_module_utils
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from model import PebbleConfig, PebbleForCausalLM, apply_lora, load_lora, save_lora, set_active_lora
+from model.chat import generate_replies
 from model.checkpoint import REPO_ROOT, PebbleError, fingerprint, load_model, read_metadata
 from scripts.convert_model import export_hf, export_peft, import_peft, main
 
 peft = pytest.importorskip("peft")
 
-TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=6400)
+# rope_theta differs from both Qwen3's and Llama's default, so a config that lost it shows in the logits
+TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=6400,
+            rope_theta=5e4)
 X = torch.randint(3, 6400, (2, 9), generator=torch.Generator().manual_seed(7))
+QUESTIONS = ["你是谁？", "What is your name?", "介绍一下你自己", "hi", "1+1等于几？"]
 
 
-@pytest.fixture(autouse=True)
-def remote_code_cache(tmp_path_factory, monkeypatch):
-    """trust_remote_code copies model_pebble.py into a modules cache: keep it out of the home directory."""
-    monkeypatch.setattr(transformers.dynamic_module_utils, "HF_MODULES_CACHE",
-                        str(tmp_path_factory.getbasetemp() / "hf_modules"))
-
-
-def base(seed: int = 0) -> PebbleForCausalLM:
+def base(seed: int = 0, **changes) -> PebbleForCausalLM:
     torch.manual_seed(seed)
-    return PebbleForCausalLM(PebbleConfig(**TINY)).eval()
+    return PebbleForCausalLM(PebbleConfig(**{**TINY, **changes})).eval()
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +37,13 @@ def hf_dir(tmp_path_factory):
 
 
 def load_hf(folder) -> torch.nn.Module:
-    return AutoModelForCausalLM.from_pretrained(str(folder), trust_remote_code=True).eval()
+    """An exported folder as transformers loads it, without remote code."""
+    return AutoModelForCausalLM.from_pretrained(str(folder)).eval()
+
+
+def replies(model, tokenizer) -> list[str]:
+    """Greedy replies to QUESTIONS, decoded as one left-padded batch by model's own generate."""
+    return generate_replies(model, tokenizer, [[{"role": "user", "content": q}] for q in QUESTIONS], max_new_tokens=32)
 
 
 def randomize(model, marker: str, seed: int = 1) -> None:
@@ -55,21 +60,49 @@ def logits(model, ids: torch.Tensor = X) -> torch.Tensor:
     return model(input_ids=ids).logits
 
 
-def test_hf_folder_loads_on_the_meta_device_path_and_gives_our_logits(hf_dir):
-    hf = load_hf(hf_dir)
-    assert type(hf).__module__.startswith("transformers_modules")  # the copied modeling file, not ours
+@pytest.mark.parametrize("qk_norm, architecture", [(True, "Qwen3ForCausalLM"), (False, "LlamaForCausalLM")])
+def test_hf_folder_loads_as_transformers_own_class_and_gives_our_logits(tmp_path, qk_norm, architecture):
+    ours = base(qk_norm=qk_norm)
+    folder = export_hf(ours, tmp_path / "hf")
+    hf = load_hf(folder)
+    assert type(hf).__name__ == architecture and type(hf).__module__.startswith("transformers.models.")
+    assert not (folder / "model_pebble.py").exists() and "auto_map" not in json.loads((folder / "config.json").read_text())
     assert not any(p.is_meta for p in hf.parameters())
     assert hf.lm_head.weight is hf.model.embed_tokens.weight
-    assert "lm_head.weight" not in load_file(hf_dir / "model.safetensors")
-    config = json.loads((hf_dir / "config.json").read_text())
+    assert "lm_head.weight" not in load_file(folder / "model.safetensors")
+    assert hf.config.rope_parameters["rope_theta"] == ours.config.rope_theta
+    torch.testing.assert_close(logits(hf), logits(ours), atol=1e-5, rtol=0)
+    ids = AutoTokenizer.from_pretrained(str(folder)).apply_chat_template(
+        [{"role": "user", "content": "hello"}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    assert torch.equal(hf.generate(**ids, max_new_tokens=5, do_sample=False), ours.generate(**ids, max_new_tokens=5))
+
+
+def test_remote_code_folder_loads_our_class_on_the_meta_device_path(tmp_path, monkeypatch):
+    # trust_remote_code copies model_pebble.py into a modules cache: keep it out of the home directory
+    monkeypatch.setattr(transformers.dynamic_module_utils, "HF_MODULES_CACHE", str(tmp_path / "hf_modules"))
+    folder = export_hf(base(), tmp_path / "hf", remote_code=True)
+    hf = AutoModelForCausalLM.from_pretrained(str(folder), trust_remote_code=True).eval()
+    assert type(hf).__module__.startswith("transformers_modules")  # the copied modeling file, not ours
+    assert not any(p.is_meta for p in hf.parameters())
+    config = json.loads((folder / "config.json").read_text())
     assert config["auto_map"]["AutoModelForCausalLM"] == "model_pebble.PebbleForCausalLM"
     assert config["architectures"] == ["PebbleForCausalLM"] and config["torch_dtype"] == "float32"
     torch.testing.assert_close(logits(hf), logits(base()), atol=1e-5, rtol=0)
-    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir), trust_remote_code=True)
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "hello"}], add_generation_prompt=True,
-                                        return_tensors="pt", return_dict=True)["input_ids"]
-    assert tokenizer.decode(ids[0]).endswith("<|im_start|>assistant\n")
-    assert torch.equal(hf.generate(ids, max_new_tokens=5), base().generate(ids, max_new_tokens=5))
+
+
+def test_tokenizer_files_name_a_class_transformers_4_and_5_both_have():
+    config = json.loads((REPO_ROOT / "model" / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast"  # 5.x's TokenizersBackend is missing from 4.x
+    # 4.x's PreTrainedTokenizerFast also returns token_type_ids unless told not to, and Qwen3's generate refuses them
+    assert config["model_input_names"] == ["input_ids", "attention_mask"]
+    tokenizer = AutoTokenizer.from_pretrained(str(REPO_ROOT / "model"))
+    raw = tokenizers.Tokenizer.from_file(str(REPO_ROOT / "model" / "tokenizer.json"))
+    text = tokenizer.apply_chat_template([{"role": "system", "content": "Nova"}, {"role": "user", "content": "你是谁？"}],
+                                         tokenize=False, add_generation_prompt=True)
+    assert text == "<|im_start|>system\nNova<|im_end|>\n<|im_start|>user\n你是谁？<|im_end|>\n<|im_start|>assistant\n"
+    assert tokenizer(text, add_special_tokens=False)["input_ids"] == raw.encode(text, add_special_tokens=False).ids
+    specials = (tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id)
+    assert specials == tuple(raw.token_to_id(t) for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|endoftext|>"))
 
 
 def test_hf_export_refuses_an_unmerged_adapter_and_a_too_small_vocab(tmp_path):
@@ -176,19 +209,40 @@ def test_import_refuses_a_module_or_shape_the_base_lacks(tmp_path):
         import_peft(deeper, base(), tmp_path / "x.safetensors")
 
 
-def test_shipped_base_with_identity_adapter_exports_and_generates_the_same(tmp_path, capsys):
-    main(["hf", "--merge", "lora_identity", "--out_dir", str(tmp_path / "hf")])
-    main(["peft-export", "--adapter", "lora_identity", "--out_dir", str(tmp_path / "peft")])
+def test_shipped_base_with_identity_adapter_exports_and_generates_the_same(tmp_path, capsys, monkeypatch):
+    main(["hf", "--merge", "lora_identity", "--out_dir", str(tmp_path / "merged")])
+    main(["hf", "--out_dir", str(tmp_path / "base")])
+    monkeypatch.chdir(tmp_path)  # a relative base folder, from outside the repo
+    main(["peft-export", "--adapter", "lora_identity", "--out_dir", str(tmp_path / "peft"),
+          "--base_model_name_or_path", "base"])
     main(["peft-import", "--peft_dir", str(tmp_path / "peft"), "--out", str(tmp_path / "back_256.safetensors")])
-    assert capsys.readouterr().out.count("wrote ") == 3
+    assert capsys.readouterr().out.count("wrote ") == 4
     shipped = REPO_ROOT / "out" / "lora" / "lora_identity_256.safetensors"
     a, b = load_file(shipped), load_file(tmp_path / "back_256.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str((tmp_path / "base").resolve())
+
     ours = load_model(REPO_ROOT / "out" / "full_sft_256.safetensors").eval()
     load_lora(ours, shipped)
-    hf = load_hf(tmp_path / "hf")
-    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "hf"), trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "merged"))
     ids = tokenizer.apply_chat_template([{"role": "user", "content": "你是谁？"}], add_generation_prompt=True,
                                         return_tensors="pt", return_dict=True)["input_ids"]
-    torch.testing.assert_close(logits(hf, ids), logits(ours, ids), atol=1e-4, rtol=0)
-    assert torch.equal(hf.generate(ids, max_new_tokens=24), ours.generate(ids, max_new_tokens=24))
+    expected = replies(ours, tokenizer)
+    merged = load_hf(tmp_path / "merged")
+    assert type(merged).__name__ == "Qwen3ForCausalLM"
+    torch.testing.assert_close(logits(merged, ids), logits(ours, ids), atol=1e-4, rtol=0)
+    assert replies(merged, tokenizer) == expected
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the adapter finds its base from any working directory
+    with_adapter = peft.AutoPeftModelForCausalLM.from_pretrained(str(tmp_path / "peft")).eval()
+    assert type(with_adapter.get_base_model()).__name__ == "Qwen3ForCausalLM"
+    torch.testing.assert_close(logits(with_adapter, ids), logits(ours, ids), atol=1e-4, rtol=0)
+    assert replies(with_adapter, tokenizer) == expected
+
+
+def test_peft_export_names_the_default_base_folder_by_its_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["peft-export", "--adapter", "lora_identity", "--out_dir", str(tmp_path / "peft")])
+    config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str((REPO_ROOT / "out" / "hf" / "full_sft_256").resolve())

@@ -18,7 +18,7 @@ from transformers import AutoTokenizer
 import eval_llm
 from dataset.lm_dataset import SFTDataset
 from model import PebbleConfig, PebbleForCausalLM, apply_lora, set_active_lora
-from model.chat import generate_replies
+from model.chat import generate_replies, token_bytes
 from model.checkpoint import save_model, state_dict_to_save
 from model.model_lora import lora_state_dict, save_lora
 from trainer.train_tokenizer import train_tokenizer
@@ -238,6 +238,9 @@ def test_a_missing_adapter_is_one_error_line_and_exit_1(tiny):
     (["--lora_weight", "lora_other"], "other base weights"),
     (["--eval_data", "BAD"], "eval_bad.jsonl:2: not valid JSON"),
     (["--historys", "3"], "must be even"),
+    (["--max_new_tokens", str(10 ** 12)], "does not fit the model's 32768 positions"),
+    (["--temperature", "nan"], "--temperature must be a number >= 0"),
+    (["--temperature", "inf"], "--temperature must be a number >= 0"),
 ])
 def test_user_mistakes_end_in_one_error_line(tiny, args, message):
     bad = tiny.dir / "eval_bad.jsonl"
@@ -246,3 +249,33 @@ def test_user_mistakes_end_in_one_error_line(tiny, args, message):
     with pytest.raises(SystemExit) as exit_:
         run_cli(lambda: eval_llm.main([*tiny.common, *args, "--prompt", "hi"]))
     assert str(exit_.value.code).startswith("error: ") and message in str(exit_.value.code)
+
+
+def test_a_tiny_temperature_answers_as_greedy_decoding_does(tiny, capsys):
+    answers = []
+    for temperature in ("0", "1e-300", "1e-45"):
+        eval_llm.main([*tiny.common, "--temperature", temperature, "--json", "--prompt", "stone 0?", "--prompt", "光 7?"])
+        answers.append(json.loads(capsys.readouterr().out)["answers"])
+    assert answers[1] == answers[0] and answers[2] == answers[0]
+
+
+def test_the_streamer_never_prints_half_a_character():
+    tokenizer = AutoTokenizer.from_pretrained(ROOT / "model")
+    table = token_bytes(tokenizer)  # (checked against the tokenizer's own decoder in test_chat_encoding.py)
+    byte_id = {t[0]: i for i, t in enumerate(table) if len(t) == 1}
+    zhong = [byte_id[b] for b in "中".encode("utf-8")]  # one character, three single-byte tokens
+    for ids, shown in ((zhong, "中"), (zhong[:2], "")):  # whole, and cut short (the reply ran out of tokens)
+        out = io.StringIO()
+        streamer = eval_llm.ReplyStreamer(tokenizer, out)
+        streamer.put(torch.tensor([[1, 2]]))  # the prompt
+        written = []
+        for i in ids:
+            streamer.put(torch.tensor([i]))
+            written.append(out.getvalue())
+        streamer.end()
+        assert written[:2] == ["", ""] and out.getvalue() == shown
+
+
+def test_a_prompts_file_with_a_byte_order_mark_reads_as_without(tiny, tmp_path):
+    (tmp_path / "prompts.txt").write_bytes("\ufeffstone 0?\n河流 3?\n".encode("utf-8"))
+    assert eval_llm.read_prompts([], str(tmp_path / "prompts.txt")) == ["stone 0?", "河流 3?"]
