@@ -24,6 +24,15 @@ ROLES = ("system", "user", "assistant")
 disable_progress_bar()  # the trainers draw their own bar; datasets' per-step bars are noise
 
 
+def is_text(value: str) -> bool:
+    """Whether a string is text that UTF-8 can hold: JSON may escape half of a surrogate pair (\\ud800) alone."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_line(obj, kind: str) -> Optional[str]:
     """Describe what is wrong with one parsed JSONL record of the given kind, or None if it is usable."""
     if not isinstance(obj, dict):
@@ -33,6 +42,8 @@ def check_line(obj, kind: str) -> Optional[str]:
             return 'missing the "text" field'
         if not isinstance(obj["text"], str) or not obj["text"].strip():
             return '"text" must be a non-empty string'
+        if not is_text(obj["text"]):
+            return '"text" holds half of a surrogate pair (an escape such as \\ud800 alone), which is not text'
         return None
     conv = obj.get("conversations")
     if conv is None:
@@ -46,6 +57,9 @@ def check_line(obj, kind: str) -> Optional[str]:
             return f"turn {i} has unknown role {turn['role']!r} (expected one of {', '.join(ROLES)})"
         if not isinstance(turn["content"], str) or not turn["content"].strip():
             return f"turn {i} ({turn['role']}) has empty or non-string content"
+        if not is_text(turn["content"]):
+            return (f"turn {i} ({turn['role']}) holds half of a surrogate pair (an escape such as \\ud800 alone), "
+                    "which is not text")
     if not any(t["role"] == "assistant" for t in conv):
         return "the conversation has no assistant turn, so there is nothing to learn from it"
     return None

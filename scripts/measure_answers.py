@@ -4,7 +4,9 @@
     python scripts/measure_answers.py --sets identity,unrelated --json answers.json
 
 The prompts are in dataset/heldout/SET.jsonl, one {"prompt": ...} per line; facts and health lines also carry
-"accept", a list of keywords of which a good answer contains at least one. Measures, one row each:
+"accept", a list of keywords of which a good answer contains at least one (a whole word or number: "7" is not
+found in "17", "七" not in "十七"), and sums "last_number": true, where the keyword must be the answer's last
+number. Measures, one row each:
 
 - facts: answers holding an accepted keyword (the sum, the capital, the colour, the word);
 - health: answers naming a sensible department or self-care step for the complaint;
@@ -40,6 +42,7 @@ KEYWORD_SETS = ("facts", "health")  # sets whose lines carry "accept"
 # found in "17" and "七" not in "十七", while "7" in "等于7。" and "Paris" in "是Paris，" are.
 ASCII_WORD = re.compile(r"[0-9a-z]")
 ZH_NUMERAL = re.compile(r"[零一二三四五六七八九十百千两]")
+NUMBER = re.compile(r"[0-9零一二三四五六七八九十百千两]")
 
 
 def normalise(text: str) -> str:
@@ -63,7 +66,8 @@ def read_set(path: Path, needs_accept: bool) -> list[dict]:
         except json.JSONDecodeError:
             raise PebbleError(f"{path} line {n} is not JSON; fix or remove it") from None
         accept = item.get("accept")
-        ok = isinstance(item.get("prompt"), str) and normalise(item["prompt"])
+        ok = isinstance(item.get("prompt"), str) and normalise(item["prompt"]) and \
+            isinstance(item.get("last_number", False), bool)
         if needs_accept:
             ok = ok and isinstance(accept, list) and accept and all(isinstance(k, str) and k.strip() for k in accept)
         if not ok:
@@ -94,13 +98,16 @@ def seen_prompts(prompts: list[str], training: dict[str, str]) -> list[str]:
     return [p for p in prompts if normalise(p) in training]
 
 
-def contains_keyword(answer: str, keyword: str) -> bool:
-    """Whether answer holds keyword (ignoring case) not glued to a letter, digit or numeral of its own kind."""
+def contains_keyword(answer: str, keyword: str, last_number: bool = False) -> bool:
+    """Whether answer holds keyword (ignoring case) not glued to a letter, digit or numeral of its own kind; with
+    last_number, only where no digit or Chinese numeral follows (so '7加10等于12' does not answer 3 + 4)."""
     text, key = answer.lower(), keyword.lower().strip()
     for m in re.finditer(re.escape(key), text):
         before, after = text[m.start() - 1:m.start()], text[m.end():m.end() + 1]
-        if not any(kind.match(key[0]) and kind.match(before) or kind.match(key[-1]) and kind.match(after)
-                   for kind in (ASCII_WORD, ZH_NUMERAL)):
+        if any(kind.match(key[0]) and kind.match(before) or kind.match(key[-1]) and kind.match(after)
+               for kind in (ASCII_WORD, ZH_NUMERAL)):
+            continue
+        if not (last_number and NUMBER.search(text, m.end())):
             return True
     return False
 
@@ -149,7 +156,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
 def judge(set_name: str, item: dict, answer: str, persona: str, maker: str) -> bool:
     """Whether an answer counts for its set's measure (for unrelated: whether it leaks the persona)."""
     if set_name in KEYWORD_SETS:
-        return any(contains_keyword(answer, k) for k in item["accept"])
+        return any(contains_keyword(answer, k, item.get("last_number", False)) for k in item["accept"])
     if set_name == "identity":
         return contains_keyword(answer, persona)
     return contains_keyword(answer, persona) or contains_keyword(answer, maker)

@@ -9,7 +9,8 @@ Endpoints: GET /v1/models lists the base (`pebble`) and each adapter file of SAV
 (`lora_identity`, `lora_medical`), all loaded at start onto one base; POST /v1/chat/completions takes OpenAI's
 fields model, messages, max_tokens (or max_completion_tokens), temperature, top_p, stream (server-sent events
 ending in `data: [DONE]`, with stream_options.include_usage) and n (only 1). Errors come in OpenAI's shape
-{"error": {"message", "type", "param", "code"}}: 400 for a malformed request, 404 for an unknown model.
+{"error": {"message", "type", "param", "code"}}: 400 for a malformed request, 404 for an unknown model, 413 for a
+body over --max_request_bytes (refused from its Content-Length header, before it is read).
 
 How requests are served:
 - One worker thread owns the model. It takes the oldest waiting request, waits --gather_ms for others (unless
@@ -21,12 +22,19 @@ How requests are served:
   Requests with other settings stay queued, in arrival order, for a later batch.
 - At most --max_queue requests wait; one more is answered 429 at once instead of growing the queue.
 - A client that leaves (mid-stream, or before its plain reply) is dropped from the queue, or its row stops.
+- Bodies are parsed and tokenized off the event loop, on two threads: one for bodies up to 32 KiB (ordinary
+  chats), one for larger ones, so a flood of large requests delays only its own kind. Text that cannot fit
+  --max_prompt_tokens (more UTF-8 bytes than that many of the longest token hold) is refused untokenized.
+- Message content is plain text even where it spells a control token (model.chat.encode_chats): a user cannot
+  close their turn or open a system turn. Replies hold back the bytes of a character until it is complete.
+- An adapter file that cannot be loaded is reported in one warning line and left out; the rest are served.
 - usage.completion_tokens counts the tokens generated for the row, the eos that ended it included.
 """
 import argparse
 import asyncio
 import collections
 import contextlib
+import copy
 import json
 import os
 import socket
@@ -35,6 +43,7 @@ import threading
 import time
 import traceback
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Optional
@@ -44,12 +53,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch
 
 from eval_llm import adapter_files, load_adapter, load_base
-from model.chat import encode_prompt, generate_tokens
+from model.chat import TextStream, encode_prompt, generate_tokens, sampling_settings, token_bytes
 from model.checkpoint import PebbleError, repo_path
 from trainer.trainer_utils import autocast, base_model_parser, load_tokenizer, resolve_dtype, run_cli
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+    from starlette.requests import Request
 
 BASE_MODEL_ID = "pebble"  # the model id that means the base without an adapter
 ROLES = ("system", "user", "assistant")
@@ -74,9 +84,12 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    help="max_tokens of a request that gives none (default: 256)")
     p.add_argument("--max_prompt_tokens", type=int, default=2048,
                    help="longest prompt in tokens, after the chat template; longer is a 400 (default: 2048)")
+    p.add_argument("--max_request_bytes", type=int, default=1 << 18,
+                   help="largest request body in bytes; larger is a 413 (default: 262144, 256 KiB)")
     p.add_argument("--log_level", default="info", help="uvicorn's log level (default: info)")
     args = p.parse_args(argv)
-    for name in ("max_batch", "max_queue", "max_tokens_limit", "default_max_tokens", "max_prompt_tokens"):
+    for name in ("max_batch", "max_queue", "max_tokens_limit", "default_max_tokens", "max_prompt_tokens",
+                 "max_request_bytes"):
         if getattr(args, name) <= 0:
             raise PebbleError(f"--{name} must be positive, got {getattr(args, name)}")
     if args.default_max_tokens > args.max_tokens_limit:
@@ -121,6 +134,8 @@ class Limits:
     max_tokens_limit: int
     default_max_tokens: int
     max_prompt_tokens: int
+    max_request_bytes: int = 1 << 18
+    longest_token_bytes: int = 1  # the most UTF-8 bytes one token stands for: bounds text that may still fit
 
 
 @dataclass
@@ -138,8 +153,17 @@ class ChatRequest:
 
     @property
     def sampling(self) -> tuple[float, float]:
-        """(temperature, top_p) as generate applies them; every greedy request is (0, 1)."""
-        return (self.temperature, self.top_p) if self.temperature > 0 else (0.0, 1.0)
+        """(temperature, top_p) as generate applies them; every greedy request (temperature below
+        model.chat.MIN_TEMPERATURE included) is (0, 1)."""
+        return sampling_settings(self.temperature, self.top_p)
+
+
+def shown(value: Any) -> str:
+    """repr(value) for an error message, cut short: a request may send a megabyte where a number belongs."""
+    if isinstance(value, int) and abs(value) >= 10 ** 40:
+        return f"an integer of {len(str(abs(value)))} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _number(body: dict, name: str, default: float, low: float, high: float, low_open: bool = False) -> float:
@@ -149,7 +173,7 @@ def _number(body: dict, name: str, default: float, low: float, high: float, low_
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not ok or not (low < value if low_open else low <= value) or value > high:
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-        raise APIError(400, f"{name} must be a number in {interval}, got {value!r}", name)
+        raise APIError(400, f"{name} must be a number in {interval}, got {shown(value)}", name)
     return float(value)
 
 
@@ -157,45 +181,60 @@ def parse_chat_request(raw: bytes, models: dict[str, Optional[str]], tokenizer, 
     """Check a /v1/chat/completions body and tokenize its messages; APIError names what is wrong."""
     try:
         body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise APIError(400, f"the request body is not valid JSON ({e})") from e
+    except RecursionError:
+        raise APIError(400, "the request body is not valid JSON (it nests too deeply)") from None
+    except ValueError as e:  # bad JSON, bad UTF-8, or an integer of more digits than Python reads (4300)
+        reason = "a number has too many digits" if "digits" in str(e) else str(e)
+        raise APIError(400, f"the request body is not valid JSON ({reason})") from None
     if not isinstance(body, dict):
         raise APIError(400, "the request body must be a JSON object")
     model = body.get("model")
     if not isinstance(model, str):
         raise APIError(400, "model must be a string naming one of GET /v1/models", "model")
     if model not in models:
-        raise APIError(404, f"The model `{model}` does not exist; choose one of {', '.join(models)}", "model",
+        raise APIError(404, f"The model {shown(model)} does not exist; choose one of {', '.join(models)}", "model",
                        "model_not_found")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise APIError(400, "messages must be a non-empty list of {role, content} objects", "messages")
+    size = 0  # bytes of text in the messages
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or m.get("role") not in ROLES:
             role = m.get("role") if isinstance(m, dict) else None
-            raise APIError(400, f"messages[{i}].role must be one of {', '.join(ROLES)}, got {role!r}",
+            raise APIError(400, f"messages[{i}].role must be one of {', '.join(ROLES)}, got {shown(role)}",
                            f"messages[{i}].role")
         if not isinstance(m.get("content"), str):
             raise APIError(400, f"messages[{i}].content must be a string", f"messages[{i}].content")
+        try:
+            size += len(m["content"].encode("utf-8"))
+        except UnicodeEncodeError:  # JSON may escape half of a surrogate pair (\ud800) on its own
+            raise APIError(400, f"messages[{i}].content is not valid Unicode (it holds a lone surrogate)",
+                           f"messages[{i}].content") from None
     key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     max_tokens = body.get(key)
     if max_tokens is None:
         max_tokens = limits.default_max_tokens
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) \
             or not 1 <= max_tokens <= limits.max_tokens_limit:
-        raise APIError(400, f"{key} must be an integer from 1 to {limits.max_tokens_limit}, got {max_tokens!r}", key)
+        raise APIError(400, f"{key} must be an integer from 1 to {limits.max_tokens_limit}, got {shown(max_tokens)}",
+                       key)
     temperature = _number(body, "temperature", 1.0, 0.0, 2.0)
     top_p = _number(body, "top_p", 1.0, 0.0, 1.0, low_open=True)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
-        raise APIError(400, f"stream must be true or false, got {stream!r}", "stream")
+        raise APIError(400, f"stream must be true or false, got {shown(stream)}", "stream")
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise APIError(400, "stream_options must be an object", "stream_options")
     if body.get("n") not in (None, 1):
-        raise APIError(400, f"n must be 1 (one choice per request), got {body.get('n')!r}", "n")
+        raise APIError(400, f"n must be 1 (one choice per request), got {shown(body.get('n'))}", "n")
     if body.get("stop") not in (None, [], ""):
         raise APIError(400, "stop sequences are not supported; leave out stop", "stop")
+    # Every message takes a token or more, and every limits.longest_token_bytes bytes of text one or more: beyond
+    # that the prompt cannot fit, and is refused without spending time on tokenizing it.
+    if len(messages) > limits.max_prompt_tokens or size > limits.max_prompt_tokens * limits.longest_token_bytes:
+        raise APIError(400, f"the messages ({len(messages)} of them, {size} bytes of text) take more tokens than "
+                            f"the server's limit of {limits.max_prompt_tokens}; shorten them", "messages")
     prompt = encode_prompt(tokenizer, [{"role": m["role"], "content": m["content"]} for m in messages])
     if len(prompt) > limits.max_prompt_tokens:
         raise APIError(400, f"the messages take {len(prompt)} tokens, more than the server's limit of "
@@ -233,32 +272,6 @@ class Job:
             pass
 
 
-class RowText:
-    """The text of one row as its tokens arrive: each push returns only the new characters, holding back a
-    character whose UTF-8 bytes are still incomplete, so streamed pieces join to the full decode."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-        self.ids: list[int] = []
-        self.sent = ""
-
-    def push(self, token: int) -> str:
-        """Add a token; the text it completes (possibly empty)."""
-        self.ids.append(token)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        if text.endswith("\ufffd") or not text.startswith(self.sent):
-            return ""
-        delta, self.sent = text[len(self.sent):], text
-        return delta
-
-    def flush(self) -> str:
-        """Whatever push held back."""
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        delta = text[len(self.sent):] if text.startswith(self.sent) else ""
-        self.sent += delta
-        return delta
-
-
 class _BatchDone(Exception):
     """Raised from on_token to leave generate once every row of the batch has ended."""
 
@@ -271,6 +284,7 @@ class BatchWorker:
         self.model, self.tokenizer, self.device, self.dtype = model, tokenizer, device, dtype
         self.max_batch, self.max_queue, self.gather_s = max_batch, max_queue, gather_s
         self.eos, self.pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+        self.token_bytes = token_bytes(tokenizer)
         self.pending: collections.deque[Job] = collections.deque()
         self.cond = threading.Condition()
         self.stopping = False
@@ -347,13 +361,13 @@ class BatchWorker:
     def _decode(self, batch: list[Job]) -> None:
         """Generate for every job of the batch in one call, streaming each row's text to its job."""
         requests = [job.request for job in batch]
-        texts = [RowText(self.tokenizer) for _ in batch]
+        texts = [TextStream(self.token_bytes) for _ in batch]
         counts = [0] * len(batch)
         done = [False] * len(batch)
 
         def end(i: int, reason: str) -> None:
             done[i] = True
-            tail = texts[i].flush()
+            tail = texts[i].finish()
             if tail:
                 batch[i].send(Event("delta", tail))
             batch[i].send(Event("end", finish_reason=reason, completion_tokens=counts[i]))
@@ -398,16 +412,43 @@ def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex[:24]}"
 
 
+async def read_body(request: "Request", limit: int) -> bytes:
+    """The request's body, or APIError 413 once it is known to exceed limit bytes: from its Content-Length
+    header before reading anything, else as soon as the bytes read pass it."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"the request body has {declared} bytes, more than the server's limit of {limit}; "
+                            "send less", code="request_too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise APIError(413, f"the request body has more than the server's limit of {limit} bytes; send less",
+                           code="request_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+SMALL_BODY_BYTES = 32 * 1024  # bodies up to this size (ordinary chats) are parsed on a thread of their own
+
+
 def create_app(worker: BatchWorker, tokenizer, models: dict[str, Optional[str]], limits: Limits) -> "FastAPI":
-    """The FastAPI app; it starts the worker on startup and stops it on shutdown."""
+    """The FastAPI app; it starts the worker on startup and stops it on shutdown. Request bodies are parsed
+    and tokenized on two threads, one for bodies up to SMALL_BODY_BYTES and one for larger ones, each with its
+    own copy of `tokenizer` (a fast tokenizer is not shared across threads)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, StreamingResponse
     from starlette.exceptions import HTTPException
+
+    lanes = [(ThreadPoolExecutor(1, thread_name_prefix=f"pebble-parse-{kind}"), copy.deepcopy(tokenizer))
+             for kind in ("small", "large")]
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         worker.start()
         yield
+        for lane, _ in lanes:
+            lane.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(worker.close)
 
     app = FastAPI(title="Pebble", lifespan=lifespan)
@@ -423,6 +464,11 @@ def create_app(worker: BatchWorker, tokenizer, models: dict[str, Optional[str]],
     async def http_error(request: Request, e: HTTPException):
         return JSONResponse(APIError(e.status_code, str(e.detail)).body(), status_code=e.status_code)
 
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, e: Exception):  # a bug: still answered in OpenAI's shape
+        error = APIError(500, f"the server failed: {type(e).__name__}", kind="server_error")
+        return JSONResponse(error.body(), status_code=500)
+
     @app.get("/v1/models")
     async def list_models():
         data = [{"id": name, "object": "model", "created": created, "owned_by": "pebble"} for name in models]
@@ -430,7 +476,10 @@ def create_app(worker: BatchWorker, tokenizer, models: dict[str, Optional[str]],
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        req = parse_chat_request(await request.body(), models, tokenizer, limits)
+        raw = await read_body(request, limits.max_request_bytes)
+        lane, lane_tokenizer = lanes[len(raw) > SMALL_BODY_BYTES]
+        req = await asyncio.get_running_loop().run_in_executor(lane, parse_chat_request, raw, models, lane_tokenizer,
+                                                               limits)
         job = Job(req, asyncio.get_running_loop())
         worker.submit(job)
         head = {"id": completion_id(), "created": int(time.time()), "model": req.model}
@@ -507,13 +556,20 @@ async def stream_events(job: Job, head: dict) -> AsyncIterator[str]:
 # ---------------------------------------------------------------- start
 
 def served_models(model, save_dir: Path, hidden_size: int) -> dict[str, Optional[str]]:
-    """Load every adapter of SAVE_DIR/lora/ for this hidden size onto the model -> {model id: adapter name}."""
+    """Load every adapter of SAVE_DIR/lora/ for this hidden size onto the model -> {model id: adapter name}.
+
+    A file that cannot be loaded (corrupt, for another base, a name already taken) is left out with one
+    warning line on stderr naming it and why; the others are served."""
     models: dict[str, Optional[str]] = {BASE_MODEL_ID: None}
     for path in adapter_files(save_dir / "lora", hidden_size):
-        name = load_adapter(model, path)
-        if name in models:
-            raise PebbleError(f"{path}: the adapter's name {name!r} is taken (by the base or another file); "
-                              "rename the file")
+        try:
+            if path.stem.removesuffix(f"_{hidden_size}") in models:
+                raise PebbleError(f"{path}: the adapter's name is taken (by the base or another file); "
+                                  "rename the file")
+            name = load_adapter(model, path)
+        except (PebbleError, OSError) as e:
+            print(f"warning: not serving {path}: {e}", file=sys.stderr, flush=True)
+            continue
         models[name] = name
     return models
 
@@ -529,7 +585,8 @@ def build_app(args: argparse.Namespace) -> tuple["FastAPI", BatchWorker]:
     # The worker decodes with its own tokenizer: the fast tokenizer is not meant to be shared across threads.
     worker = BatchWorker(model, load_tokenizer(args.tokenizer_path), device, resolve_dtype(args.dtype, device),
                          args.max_batch, args.max_queue, args.gather_ms / 1000)
-    limits = Limits(args.max_tokens_limit, args.default_max_tokens, args.max_prompt_tokens)
+    limits = Limits(args.max_tokens_limit, args.default_max_tokens, args.max_prompt_tokens, args.max_request_bytes,
+                    max(len(b) for b in worker.token_bytes))
     return create_app(worker, tokenizer, models, limits), worker
 
 

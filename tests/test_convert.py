@@ -66,7 +66,8 @@ def test_hf_folder_loads_as_transformers_own_class_and_gives_our_logits(tmp_path
     folder = export_hf(ours, tmp_path / "hf")
     hf = load_hf(folder)
     assert type(hf).__name__ == architecture and type(hf).__module__.startswith("transformers.models.")
-    assert not (folder / "model_pebble.py").exists() and "auto_map" not in json.loads((folder / "config.json").read_text())
+    assert not (folder / "model_pebble.py").exists()
+    assert "auto_map" not in json.loads((folder / "config.json").read_text())
     assert not any(p.is_meta for p in hf.parameters())
     assert hf.lm_head.weight is hf.model.embed_tokens.weight
     assert "lm_head.weight" not in load_file(folder / "model.safetensors")
@@ -97,12 +98,12 @@ def test_tokenizer_files_name_a_class_transformers_4_and_5_both_have():
     assert config["model_input_names"] == ["input_ids", "attention_mask"]
     tokenizer = AutoTokenizer.from_pretrained(str(REPO_ROOT / "model"))
     raw = tokenizers.Tokenizer.from_file(str(REPO_ROOT / "model" / "tokenizer.json"))
-    text = tokenizer.apply_chat_template([{"role": "system", "content": "Nova"}, {"role": "user", "content": "你是谁？"}],
-                                         tokenize=False, add_generation_prompt=True)
+    messages = [{"role": "system", "content": "Nova"}, {"role": "user", "content": "你是谁？"}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert text == "<|im_start|>system\nNova<|im_end|>\n<|im_start|>user\n你是谁？<|im_end|>\n<|im_start|>assistant\n"
     assert tokenizer(text, add_special_tokens=False)["input_ids"] == raw.encode(text, add_special_tokens=False).ids
-    specials = (tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id)
-    assert specials == tuple(raw.token_to_id(t) for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|endoftext|>"))
+    specials = {"pad": "<|endoftext|>", "bos": "<|im_start|>", "eos": "<|im_end|>", "unk": "<|endoftext|>"}
+    assert all(getattr(tokenizer, f"{k}_token_id") == raw.token_to_id(t) for k, t in specials.items())
 
 
 def test_hf_export_refuses_an_unmerged_adapter_and_a_too_small_vocab(tmp_path):

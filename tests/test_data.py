@@ -93,6 +93,8 @@ def test_collate_pads_to_longest_in_batch_not_max_seq_len():
     ('{"conversations": [{"role": "robot", "content": "hi"}]}', "unknown role"),
     ('{"conversations": [{"role": "user", "content": "hi"}]}', "no assistant turn"),
     ('{"conversations": [{"role": "user", "content": ""}, {"role": "assistant", "content": "x"}]}', "empty"),
+    ('{"conversations": [{"role": "user", "content": "a\\ud800"}, {"role": "assistant", "content": "x"}]}',
+     "half of a surrogate pair"),
 ])
 def test_bad_lines_are_reported_with_file_and_line_number(tokenizer, tmp_path, line, problem):
     good = json.dumps({"conversations": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})

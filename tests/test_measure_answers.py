@@ -54,6 +54,14 @@ def test_keyword_scorer(answer, keywords, want):
     assert any(ma.contains_keyword(answer, k) for k in keywords) is want
 
 
+@pytest.mark.parametrize("answer, want", [
+    ("3 + 4 = 7.", True), ("三加四等于七。", True), ("The answer is seven, I think.", True),
+    ("7加10等于12。", False), ("7, no wait: 8.", False), ("三加四等于七十", False),
+])
+def test_keyword_scorer_last_number(answer, want):
+    assert any(ma.contains_keyword(answer, k, last_number=True) for k in ["7", "seven", "七"]) is want
+
+
 def test_broken_text_flags_replacement_and_unfinished_bytes():
     tokenizer = AutoTokenizer.from_pretrained(ROOT / "model")
     whole = tokenizer.encode("好的龘", add_special_tokens=False)

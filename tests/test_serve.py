@@ -5,22 +5,25 @@ row, bad requests get OpenAI-shaped 4xx errors and a full queue answers 429, whi
 import contextlib
 import importlib.util
 import json
+import shutil
 import socket
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
+import torch
 
 openai = pytest.importorskip("openai")
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
 from eval_llm import load_adapter  # noqa: E402
-from model.chat import encode_prompt, generate_tokens  # noqa: E402
+from model.chat import encode_prompt, generate_tokens, token_bytes  # noqa: E402
 from model.checkpoint import PebbleError, load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -222,6 +225,110 @@ def test_bad_requests_get_openai_shaped_errors_and_the_server_keeps_serving(serv
         assert http.post(f"{url}/chat/completions", json={"model": "x", "messages": user}).status_code == 404
         assert "error" in http.get(f"{url}/no/such/path").json()
     assert ask(url, "pebble", "hi", max_tokens=4).choices[0].message.content is not None  # still serving
+
+
+def openai_error(response: httpx.Response, status: int) -> dict:
+    """The error of an OpenAI-shaped error response with this status."""
+    assert response.status_code == status, response.text[:300]
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    return error
+
+
+def test_an_oversized_body_is_refused_413_before_it_is_read(server):
+    url, _ = server
+    host, port = url.removeprefix("http://").split("/")[0].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:  # declares 20 MB, sends 1 KB of it
+        t0 = time.monotonic()
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 20000000\r\n\r\n" + b" " * 1024)
+        reply = b""
+        while b"}}" not in reply:
+            chunk = sock.recv(65536)
+            assert chunk, reply
+            reply += chunk
+        seconds = time.monotonic() - t0
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413") and seconds < 2  # (typically a few ms)
+    assert json.loads(body)["error"]["code"] == "request_too_large"
+
+    def chunks():  # no Content-Length: counted as it arrives
+        for _ in range(40):
+            yield b" " * 65536
+
+    with httpx.Client(timeout=30) as http:
+        try:
+            r = http.post(f"{url}/chat/completions", content=chunks(), headers={"Content-Type": "application/json"})
+            assert openai_error(r, 413)["code"] == "request_too_large"
+        except httpx.TransportError:  # the server may close before the client has sent everything
+            pass
+    assert ask(url, "pebble", "hi", max_tokens=4).choices[0].message.content is not None  # still serving
+
+
+def test_deep_nesting_and_huge_numbers_are_400s_not_500s(server):
+    url, _ = server
+    hi = b'{"model": "pebble", "messages": [{"role": "user", "content": "hi"}], '
+    bodies = [b"[" * 100_000, b'{"model": "pebble", "messages": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+              hi + b'"max_tokens": ' + b"9" * 5000 + b"}", hi + b'"max_tokens": ' + b"9" * 4000 + b"}",
+              hi + b'"temperature": 1e999}', hi + b'"temperature": NaN}',
+              b'{"model": "pebble", "messages": [{"role": "user", "content": "' + "长".encode() * 60_000 + b'"}]}']
+    with httpx.Client(timeout=30) as http:
+        for body in bodies:
+            r = http.post(f"{url}/chat/completions", content=body, headers={"Content-Type": "application/json"})
+            assert len(openai_error(r, 400)["message"]) < 300, body[:80]
+
+
+def test_tiny_temperatures_answer_as_greedy_decoding_does(server):
+    url, _ = server
+    greedy = ask(url, "lora_identity", PROMPTS[0], max_tokens=16).choices[0].message.content
+    for temperature in (1e-300, 1e-45, 5e-324):
+        out = client(url).chat.completions.create(
+            model="lora_identity", messages=[{"role": "user", "content": PROMPTS[0]}], max_tokens=16,
+            temperature=temperature)
+        assert out.choices[0].message.content == greedy
+
+
+def test_a_bad_adapter_file_is_reported_and_the_others_served(shipped_dir, tmp_path, capsys):
+    folder = tmp_path / "out"
+    shutil.copytree(shipped_dir, folder, symlinks=True)
+    (folder / "lora" / "lora_broken_256.safetensors").write_bytes(b"\x00 not an adapter")
+    (folder / "lora" / "pebble_256.safetensors").symlink_to(ROOT / "out" / "lora" / "lora_identity_256.safetensors")
+    model = load_model(folder / "full_sft_256.safetensors").eval()
+    assert list(serve.served_models(model, folder, 256)) == MODELS
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2
+    assert "lora_broken_256.safetensors" in warnings[0] and "pebble_256.safetensors" in warnings[1]
+
+
+class ScriptedModel(torch.nn.Module):
+    """Stands in for the model: `generate` emits the given token columns (the same for every row)."""
+
+    def __init__(self, columns: list[int]):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.config = SimpleNamespace(max_position_embeddings=4096)
+        self.columns = columns
+
+    def generate(self, ids, on_token, **kwargs):
+        for token in self.columns:
+            on_token(torch.full((ids.shape[0],), token))
+        return torch.cat([ids, torch.tensor([self.columns] * ids.shape[0])], dim=1)
+
+
+def test_the_worker_streams_whole_characters_and_drops_an_unfinished_tail(shipped_dir):
+    tokenizer = serve.load_tokenizer(str(ROOT / "model"))
+    table = token_bytes(tokenizer)
+    byte_id = {t[0]: i for i, t in enumerate(table) if len(t) == 1}
+    text = "石头中"
+    columns = [byte_id[b] for b in text.encode("utf-8")]  # one byte per token: every character split
+    for max_tokens, shown in ((len(columns), text), (len(columns) - 1, "石头")):  # whole; cut in the last one
+        worker = serve.BatchWorker(ScriptedModel(columns), tokenizer, "cpu", torch.float32, 4, 4, 0.0)
+        events = []  # what the worker sends, straight from its thread
+        loop = SimpleNamespace(call_soon_threadsafe=lambda put, event: events.append(event))
+        worker._decode([serve.Job(serve.ChatRequest("pebble", None, [1, 5], max_tokens, 0.0, 1.0, True, False), loop)])
+        deltas = [e.text for e in events if e.kind == "delta"]
+        assert "".join(deltas) == shown and all("\ufffd" not in d for d in deltas)
+        assert events[-1].kind == "end" and events[-1].completion_tokens == max_tokens
 
 
 def test_a_full_queue_answers_429_at_once(shipped_dir):

@@ -1,0 +1,132 @@
+"""Random requests in and around the server's request schema: each one is either accepted or refused with an
+OpenAI-shaped 4xx, never a 5xx, and an accepted prompt holds no control token that its messages' text spelled.
+The parser is driven directly (many cases, no model), then a running server gets such bodies over HTTP."""
+import contextlib
+import importlib.util
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("fastapi")
+
+from test_serve import running_server, shipped_dir  # noqa: E402,F401 (shipped_dir: a fixture)
+from model.chat import encode_prompt, token_bytes  # noqa: E402
+from trainer.trainer_utils import load_tokenizer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("serve_openai_api", ROOT / "scripts" / "serve_openai_api.py")
+serve = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(serve)
+
+MODELS = {"pebble": None, "lora_identity": "lora_identity"}
+TOKENIZER = load_tokenizer(str(ROOT / "model"))
+LIMITS = serve.Limits(max_tokens_limit=8, default_max_tokens=4, max_prompt_tokens=256, max_request_bytes=1 << 16,
+                      longest_token_bytes=max(len(b) for b in token_bytes(TOKENIZER)))
+
+# Anything JSON can hold, small; and the message text that matters: control-token spellings and their pieces.
+anything = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
+                        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                                    max_size=3), max_leaves=6)
+text = st.lists(st.sampled_from(["<|im_end|>", "<|im_start|>", "<|endoftext|>", "<|", "\n", "system", "你好", "hi",
+                                 "\ud800", "\udc00"])  # lone surrogates: JSON can escape them
+                | st.text(max_size=4), max_size=6).map("".join)
+numbers = (st.integers(-2, 10) | st.integers() | st.floats() | st.sampled_from([1e-300, 1e-45, 5e-324])
+           | st.integers(1, 4).map(lambda k: 10 ** (1000 * k)))  # up to Python's 4300 digits and past them
+valid = st.fixed_dictionaries(
+    {"model": st.sampled_from(list(MODELS)),
+     "messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(serve.ROLES), "content": text}),
+                          min_size=1, max_size=3),
+     "max_tokens": st.integers(1, 6)},
+    optional={"temperature": st.floats(0, 2) | st.sampled_from([1e-300, 1e-45, 5e-324]),
+              "top_p": st.floats(0, 1, exclude_min=True), "stream": st.booleans(), "n": st.just(1),
+              "stream_options": st.fixed_dictionaries({"include_usage": st.booleans()})})
+FIELDS = ["model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stream",
+          "stream_options", "n", "stop", "user", "messages.0", "messages.0.role", "messages.0.content"]
+DELETE = object()
+
+
+def mutated(request: dict, changes: list) -> dict:
+    """request with each (field, value) change applied: a dotted field reaches into the first message;
+    DELETE removes the field. A change that an earlier one made impossible (no first message) is skipped."""
+    for path, value in changes:
+        *parents, key = path.split(".")
+        target = request
+        with contextlib.suppress(LookupError, TypeError, ValueError):
+            for parent in parents:
+                target = target[int(parent)]
+            if value is DELETE:
+                del target[key]
+            else:
+                target[key] = value
+    return request
+
+
+# A valid request with up to two fields replaced by anything (or removed), as JSON; or bytes that are barely JSON.
+requests = st.builds(mutated, valid, st.lists(st.tuples(st.sampled_from(FIELDS), anything | numbers | st.just(DELETE)),
+                                              max_size=2))
+raw_bodies = st.one_of(
+    requests.map(lambda b: json.dumps(b).encode("utf-8")),
+    st.tuples(requests, st.integers(0, 200)).map(lambda t: json.dumps(t[0]).encode()[:t[1]]),  # cut short
+    st.binary(max_size=64) | st.integers(1, 3000).map(lambda depth: b"[" * depth + b"]" * depth))
+
+
+def control_ids(ids: list[int]) -> list[int]:
+    return [i for i in ids if i in (TOKENIZER.pad_token_id, TOKENIZER.bos_token_id, TOKENIZER.eos_token_id)]
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw_bodies)
+def test_every_body_is_a_checked_request_or_a_4xx_in_openai_shape(raw):
+    try:
+        request = serve.parse_chat_request(raw, MODELS, TOKENIZER, LIMITS)
+    except serve.APIError as e:
+        assert e.status in (400, 404)
+        error = e.body()["error"]
+        assert set(error) == {"message", "type", "param", "code"} and 0 < len(error["message"]) < 400
+        return
+    assert request.model in MODELS and 1 <= request.max_tokens <= LIMITS.max_tokens_limit
+    temperature, top_p = request.sampling
+    assert (temperature == 0.0 or 1e-5 <= temperature <= 2.0) and 0.0 < top_p <= 1.0
+    messages = json.loads(raw)["messages"]
+    plain = [{"role": m["role"], "content": "x"} for m in messages]  # the template's own control tokens only
+    assert control_ids(request.prompt) == control_ids(encode_prompt(TOKENIZER, plain))
+    assert len(request.prompt) <= LIMITS.max_prompt_tokens
+
+
+def test_text_too_long_for_any_tokenization_is_refused_before_tokenizing(monkeypatch):
+    def tokenize(*args, **kwargs):
+        raise AssertionError("tokenized")
+
+    monkeypatch.setattr(serve, "encode_prompt", tokenize)
+    limit = LIMITS.max_prompt_tokens * LIMITS.longest_token_bytes
+    for messages in ([{"role": "user", "content": "a" * (limit + 1)}],
+                     [{"role": "user", "content": ""}] * (LIMITS.max_prompt_tokens + 1)):
+        raw = json.dumps({"model": "pebble", "messages": messages, "max_tokens": 2}).encode()
+        with pytest.raises(serve.APIError, match="more tokens than the server's limit"):
+            serve.parse_chat_request(raw, MODELS, TOKENIZER, LIMITS)
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(shipped_dir):
+    flags = ["--max_tokens_limit", "8", "--default_max_tokens", "4", "--max_prompt_tokens", "256", "--gather_ms", "0"]
+    with running_server(shipped_dir, *flags) as (url, _):
+        with httpx.Client(base_url=url, timeout=60) as http:
+            yield http
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=raw_bodies)
+def test_the_running_server_never_answers_5xx(fuzz_server, raw):
+    r = fuzz_server.post("/chat/completions", content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code in (200, 400, 404), (r.status_code, r.text[:300])
+    if r.status_code != 200:
+        assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+    elif r.headers["content-type"].startswith("text/event-stream"):
+        events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]" and all("error" not in json.loads(e) for e in events[:-1])
+    else:
+        assert r.json()["choices"][0]["message"]["role"] == "assistant"
