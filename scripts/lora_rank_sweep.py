@@ -14,11 +14,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dataset.lm_dataset import SFTDataset
 from eval_llm import assistant_token_loss, expect_rate, first_user_turns
-from model.checkpoint import load_model, repo_path, weight_path
+from model.checkpoint import REPO_ROOT, load_model, repo_path, weight_path
 from model.model_lora import load_lora, lora_parameters
 from trainer.trainer_utils import autocast, load_tokenizer, resolve_dtype, run_cli
 
-ROOT = repo_path(".")
+ROOT = REPO_ROOT
 
 
 def train_rank(rank: int, extra: list[str]) -> float:

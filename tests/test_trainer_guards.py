@@ -10,7 +10,7 @@ import torch
 
 from dataset.lm_dataset import SFTDataset
 from model import PebbleConfig, PebbleForCausalLM
-from model.checkpoint import PebbleError
+from model.checkpoint import PebbleError, exclusive_run
 from trainer.train_lora import LoRATrainConfig, probe_prompts
 from trainer.trainer_utils import TrainConfig, load_data, load_tokenizer, train
 
@@ -117,3 +117,19 @@ def test_probe_prompts_pass_over_lines_that_are_no_usable_conversation(tmp_path)
     path = tmp_path / "task.jsonl"
     path.write_text("\n".join(lines), encoding="utf-8")
     assert probe_prompts(path, 2) == ["你好吗？", "How are you?"]
+
+
+def test_a_second_run_writing_the_same_adapter_stops_and_names_the_first(tmp_path):
+    data = write_conversations(tmp_path / "d.jsonl", 32)
+    out = tmp_path / "out"
+    (out / "lora").mkdir(parents=True)
+    (out / "full_sft_256.safetensors").symlink_to(ROOT / "out" / "full_sft_256.safetensors")
+    args = [sys.executable, str(ROOT / "trainer" / "train_lora.py"), "--save_dir", str(out), "--data_path", str(data),
+            "--replay_data", "none", "--max_steps", "1", "--probe_count", "0", "--lora_name", "twin"]
+    with exclusive_run(out / "lora" / "twin_256.safetensors"):  # the first run, still writing
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: another run is writing")
+    assert not (out / "lora" / "twin_256.safetensors").exists()
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300)  # once it is done, the name is free
+    assert proc.returncode == 0, proc.stderr[-2000:]

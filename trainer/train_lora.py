@@ -7,6 +7,7 @@
 Writes out/lora/{lora_name}_{hidden}.safetensors (1.3 MB on the demo base; 261 KB with --targets square).
 Resume checkpoints hold the adapter and optimizer state only, never the base.
 """
+import contextlib
 import json
 import os
 import re
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 
 from dataset.lm_dataset import ConcatDatasets, SFTDataset, check_line
 from model.chat import generate_replies
-from model.checkpoint import PebbleError, fingerprint, load_model, repo_path, weight_path
+from model.checkpoint import PebbleError, exclusive_run, fingerprint, load_model, repo_path, weight_path
 from model.model_lora import apply_lora, load_lora, lora_disabled, mark_only_lora_trainable, merge_lora, save_lora
 from trainer.trainer_utils import (TrainConfig, autocast, check_range, check_tokenizer_fits, is_main_process, load_data,
                                    load_tokenizer, parse_config, resolve_dtype, run_cli, setup_distributed, train)
@@ -203,8 +204,9 @@ def main() -> None:
         save_lora(m, out_path, name=cfg.lora_name, base_fingerprint=base_fingerprint, **extra)
 
     distill = replayed and cfg.replay_loss == "kl"
-    summary = train(model, data, cfg, save, f"{cfg.lora_name}_{hidden}", rank, world, device,
-                    loss_fn=replay_distillation_loss(model, cfg.replay_weight) if distill else None)
+    with exclusive_run(out_path) if is_main_process() else contextlib.nullcontext():
+        summary = train(model, data, cfg, save, f"{cfg.lora_name}_{hidden}", rank, world, device,
+                        loss_fn=replay_distillation_loss(model, cfg.replay_weight) if distill else None)
     # 5. the effect
     with autocast(device, dtype):
         show_probes(model, tokenizer, probes, f"with {cfg.lora_name}, after training")

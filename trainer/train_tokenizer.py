@@ -73,6 +73,16 @@ def train_tokenizer(paths: list[Path], vocab_size: int) -> PreTrainedTokenizerFa
     )
 
 
+def portable_tokenizer_config(directory: Path) -> None:
+    """Name a tokenizer class that every transformers version in requirements.txt has (5.x writes its own
+    TokenizersBackend, which 4.x lacks) and the only inputs the model takes."""
+    path = directory / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config.pop("backend", None)
+    config.update(tokenizer_class="PreTrainedTokenizerFast", model_input_names=["input_ids", "attention_mask"])
+    path.write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_path", nargs="+", default=["dataset/pretrain_demo.jsonl", "dataset/sft_demo.jsonl"],
@@ -87,6 +97,7 @@ def main() -> None:
     tokenizer = train_tokenizer(paths, args.vocab_size)
     out = repo_path(args.tokenizer_path)
     tokenizer.save_pretrained(out)
+    portable_tokenizer_config(out)
     print(f"wrote a {len(tokenizer)}-token tokenizer to {out}")
 
 

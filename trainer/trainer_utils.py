@@ -25,8 +25,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from dataset.lm_dataset import IGNORE_INDEX, PadCollator
-from model.checkpoint import (PebbleError, load_model, load_tensors, repo_path, save_model, save_tensors,
-                              weight_path)
+from model.checkpoint import (PebbleError, exclusive_run, load_model, load_tensors, repo_path, save_model,
+                              save_tensors, weight_path)
 from model.model_pebble import PebbleConfig, PebbleForCausalLM
 
 
@@ -524,7 +524,8 @@ def run_stage(cfg: TrainConfig, dataset_cls: type) -> None:
               f"{model.config.num_hidden_layers} layers; dtype {resolve_dtype(cfg.dtype, device)}; {world} process(es)")
     # 3. train, saving the artifact at every checkpoint
     save = functools.partial(_save_full, path=out_path, data_path=cfg.data_path)
-    summary = train(model, data, cfg, save, f"{cfg.save_weight}_{model.config.hidden_size}", rank, world, device)
+    with exclusive_run(out_path) if is_main_process() else contextlib.nullcontext():
+        summary = train(model, data, cfg, save, f"{cfg.save_weight}_{model.config.hidden_size}", rank, world, device)
     if is_main_process():
         print(f"wrote {out_path} after {summary['steps']} steps (last loss {summary.get('loss')})")
     if world > 1:
