@@ -15,22 +15,13 @@ import torch
 from datasets import Dataset
 from datasets.utils.logging import disable_progress_bar
 
-from model.chat import encode_chats
+from model.chat import encode_chats, is_text
 from model.checkpoint import PebbleError
 
 IGNORE_INDEX = -100
 ROLES = ("system", "user", "assistant")
 
 disable_progress_bar()  # the trainers draw their own bar; datasets' per-step bars are noise
-
-
-def is_text(value: str) -> bool:
-    """Whether a string is text that UTF-8 can hold: JSON may escape half of a surrogate pair (\\ud800) alone."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def check_line(obj, kind: str) -> Optional[str]:

@@ -34,6 +34,15 @@ def sampling_settings(temperature: float, top_p: float) -> tuple[float, float]:
 
 # ---------------------------------------------------------------- messages -> token ids
 
+def is_text(value: str) -> bool:
+    """Whether a string is text that UTF-8 can hold: JSON may escape half of a surrogate pair (\\ud800) alone."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def control_tokens(tokenizer) -> list[str]:
     """The text of every special token, longest first (so a pattern built from them matches the longest)."""
     return sorted(set(tokenizer.all_special_tokens), key=len, reverse=True)
@@ -85,6 +94,8 @@ def encode_chats(tokenizer, conversations: list[Messages], add_generation_prompt
     if add_generation_prompt); control-token text inside a message's content stays plain text.
 
     Conversations without such text are tokenized exactly as tokenizing the rendered template would."""
+    if not all(is_text(m["content"]) for conversation in conversations for m in conversation):
+        raise PebbleError("a message holds half of a surrogate pair (such as \\ud800), which is not text; fix it")
     texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=add_generation_prompt)
              for c in conversations]
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
