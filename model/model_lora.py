@@ -15,6 +15,7 @@ Adapter files hold one adapter under MiniMind's key names (`{module}.lora.A.weig
 import contextlib
 import functools
 import math
+import re
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Union
 
@@ -278,6 +279,12 @@ def find_targets(model: nn.Module, targets: Union[str, list[str]]) -> list[str]:
     return sorted(set(found), key=list(linears).index)
 
 
+def block_index(path: str) -> Optional[int]:
+    """The decoder block a module path lies in ("model.layers.3.mlp.up_proj" -> 3), None outside the blocks."""
+    match = re.search(r"(?:^|\.)layers\.(\d+)\.", path)
+    return int(match.group(1)) if match else None
+
+
 def wrap_layer(model: nn.Module, path: str) -> LoRALinear:
     """Replace the nn.Linear at path by a LoRALinear sharing its weight (no-op if already wrapped)."""
     parent_path, _, child = path.rpartition(".")
@@ -297,14 +304,21 @@ def apply_lora(
     targets: Union[str, list[str]] = "square",
     name: str = "default",
     verbose: bool = True,
+    blocks: Optional[list[int]] = None,
 ) -> nn.Module:
     """Attach adapter `name` to the target layers, make it active and the only trainable weights.
 
-    alpha defaults to rank (scale 1, as MiniMind's adapters). Prints total, LoRA and trainable counts.
+    alpha defaults to rank (scale 1, as MiniMind's adapters); blocks, if given, keeps only the targets inside
+    those decoder blocks (model.layers.{i}). Prints total, LoRA and trainable counts.
     """
     alpha = float(rank if alpha is None else alpha)
     check_adapter_name(name)
-    for path in find_targets(model, targets):
+    paths = find_targets(model, targets)
+    if blocks is not None:
+        paths = [p for p in paths if block_index(p) in blocks]
+        if not paths:
+            raise PebbleError(f"no LoRA target lies in blocks {blocks}; the model has {model.config.num_hidden_layers}")
+    for path in paths:
         layer = wrap_layer(model, path)
         if name in layer.lora:
             raise PebbleError(f"an adapter named {name!r} is already attached to {path}")

@@ -14,7 +14,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -41,6 +41,9 @@ class LoRATrainConfig(TrainConfig):
     # or names such as q_proj,v_proj. "all" is the default: on the demo adapters it kept general chat far better
     # at the same task quality (README, "The demo adapters").
     targets: str = "all"
+    # Which decoder blocks get adapters: "all", or a range such as 4-7 (0-based). Gradients flow back only as far
+    # as the lowest adapted block, so leaving out the lower blocks also saves their backward pass.
+    lora_blocks: str = "all"
     lora_dropout: float = 0.0
     preset_lora: str = "none"  # merge out/lora/{preset_lora}_{hidden} into the base first, train a new one on top
     lora_checkpoint: str = "none"  # an adapter file to continue training
@@ -70,6 +73,17 @@ class LoRATrainConfig(TrainConfig):
         check_range("replay_weight", self.replay_weight, low=0)
         if self.replay_loss not in ("kl", "ce"):
             raise PebbleError(f"--replay_loss must be kl or ce, got {self.replay_loss!r}")
+
+
+def parse_blocks(spec: str, num_blocks: int) -> Optional[list[int]]:
+    """--lora_blocks: "all" -> None (every block), "4-7" -> [4, 5, 6, 7], "6" -> [6]."""
+    if spec == "all":
+        return None
+    match = re.fullmatch(r"(\d+)(?:-(\d+))?", spec.strip())
+    first, last = (int(match.group(1)), int(match.group(2) or match.group(1))) if match else (1, 0)
+    if not match or first > last or last >= num_blocks:
+        raise PebbleError(f"--lora_blocks must be all or a range FIRST-LAST within 0-{num_blocks - 1}, got {spec!r}")
+    return list(range(first, last + 1))
 
 
 def hold_frozen_linears(model: torch.nn.Module, dtype: torch.dtype) -> None:
@@ -185,7 +199,8 @@ def main() -> None:
         mark_only_lora_trainable(model, cfg.lora_name)
     else:
         apply_lora(model, rank=cfg.rank, alpha=cfg.alpha or None, dropout=cfg.lora_dropout, targets=cfg.targets,
-                   name=cfg.lora_name, verbose=is_main_process())
+                   name=cfg.lora_name, verbose=is_main_process(),
+                   blocks=parse_blocks(cfg.lora_blocks, model.config.num_hidden_layers))
     model.to(device)
     dtype = resolve_dtype(cfg.dtype, device)
     if dtype != torch.float32:
