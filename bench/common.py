@@ -151,9 +151,10 @@ class OtherLoad:
         with open("/proc/stat", encoding="utf-8") as f:
             values = [int(v) for v in f.readline().split()[1:]]
         hz = os.sysconf("SC_CLK_TCK")
-        own = os.times()
+        own = os.times()  # this process and the children it has waited for (row 11's trainer)
         # (all, busy, ours) in seconds summed over cores; idle and iowait are not busy
-        return sum(values) / hz, (sum(values) - values[3] - values[4]) / hz, own.user + own.system
+        return (sum(values) / hz, (sum(values) - values[3] - values[4]) / hz,
+                own.user + own.system + own.children_user + own.children_system)
 
     def start(self) -> None:
         try:

@@ -3,6 +3,12 @@ interleaved repeats, in seconds, bytes or per-second rates). run.py turns them i
 """
 import copy
 import functools
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -10,7 +16,7 @@ import torch
 from bench.common import (MAX_SEQ_LEN, Trainer, collate, interleave, left_pad, median,
                           real_tokens, representative_batches, seed_all, spread,
                           with_lora)
-from model.checkpoint import load_model
+from model.checkpoint import REPO_ROOT, load_model
 from model.model_lora import load_lora, merge_lora, set_active_lora
 from model.model_pebble import PebbleForCausalLM
 from trainer.trainer_utils import resolve_dtype
@@ -183,3 +189,27 @@ def merged_inference(base, batch: dict, inner: int, repeats: int) -> dict:
     out["shape"] = tuple(ids.shape)
     return out
 
+
+
+# ---------------------------------------------------------------- 11: the main job, whole
+
+AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def main_job(base: Path, avx2_only: bool, dtype: str, max_steps: int = 0) -> dict:
+    """Row 11: `python trainer/train_lora.py` as a user runs it, into a temp folder holding (a link to) base:
+    the whole process's wall time, and the training time and step count it prints. avx2_only runs it as a CPU
+    with AVX2 and nothing newer (no AVX-512, no bf16 or AMX instructions), as most laptops are."""
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / base.name).symlink_to(base.resolve())
+        cmd = [sys.executable, str(REPO_ROOT / "trainer" / "train_lora.py"), "--save_dir", tmp, "--dtype", dtype]
+        cmd += ["--max_steps", str(max_steps)] if max_steps else []
+        env = {**os.environ, "TQDM_DISABLE": "1", **(AVX2_ONLY if avx2_only else {})}
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"train_lora.py failed: {proc.stderr[-2000:]}")
+    done = re.search(r"after (\d+) steps, .* ([\d.]+) s of training", proc.stdout)
+    chosen = re.search(r"dtype torch\.(\w+)", proc.stdout)
+    return {"wall_s": wall, "train_s": float(done.group(2)), "steps": int(done.group(1)), "dtype": chosen.group(1)}

@@ -227,8 +227,8 @@ def main() -> None:
         show_probes(model, tokenizer, probes, f"with {cfg.lora_name}, after training")
     if is_main_process():
         size = out_path.stat().st_size / 1024
-        print(f"wrote {out_path} ({size:.0f} KB) after {summary['steps']} steps, last loss {summary.get('loss')}, "
-              f"{summary.get('elapsed_s')} s")
+        print(f"wrote {out_path} ({size:.0f} KB) after {summary['steps']} steps, {summary.get('elapsed_s')} s of "
+              f"training (last loss {summary.get('loss')})")
     if world > 1:
         dist.destroy_process_group()
 
