@@ -1,34 +1,48 @@
-"""An OpenAI-compatible chat server for a Pebble base and every adapter beside it, batching concurrent requests.
+"""An OpenAI-compatible server for a Pebble base and its adapters, batching concurrent requests, with a chat page.
 
     pip install -r requirements-serve.txt
     python scripts/serve_openai_api.py             # out/full_sft_256 + out/lora/*_256 on http://127.0.0.1:8998/v1
     curl http://127.0.0.1:8998/v1/chat/completions -H 'Content-Type: application/json' \\
          -d '{"model": "lora_identity", "messages": [{"role": "user", "content": "Who are you?"}], "max_tokens": 64}'
 
-Endpoints: GET /v1/models lists the base (`pebble`) and each adapter file of SAVE_DIR/lora/ for this hidden size
-(`lora_identity`, `lora_medical`), all loaded at start onto one base; POST /v1/chat/completions takes OpenAI's
-fields model, messages, max_tokens (or max_completion_tokens), temperature, top_p, stream (server-sent events
-ending in `data: [DONE]`, with stream_options.include_usage) and n (only 1). Errors come in OpenAI's shape
-{"error": {"message", "type", "param", "code"}}: 400 for a malformed request, 404 for an unknown model, 413 for a
-body over --max_request_bytes (refused from its Content-Length header, before it is read).
+Endpoints:
+- GET /v1/models lists the base (`pebble`) and the served adapters, all loaded at start onto one base: every
+  adapter file of SAVE_DIR/lora/ for this hidden size (`lora_identity`, `lora_medical`), or those --lora_weight
+  names. GET /v1/models/{id} describes one. GET /health says whether the worker runs and how many requests wait.
+- POST /v1/chat/completions takes OpenAI's fields model, messages (content a string or a list of text parts,
+  joined by newlines), max_tokens (or max_completion_tokens), temperature, top_p, n, stop, seed, stream
+  (server-sent events ending in `data: [DONE]`, with stream_options.include_usage).
+- POST /v1/completions takes model, prompt (a string or a list of them, tokenized as the tokenizer reads it, so
+  a prompt may spell the chat template by hand) and the same options.
+- GET / (and /chat) is a chat page (scripts/web/chat.html): pick a model, stream its replies, or compare the
+  base and every adapter on one question side by side.
+Errors come in OpenAI's shape {"error": {"message", "type", "param", "code"}}: 400 for a malformed request or a
+field this server does not implement (logprobs, penalties, tools, response formats other than text, ...; such a
+field passes only with a value that asks for nothing), 404 for an unknown model, 413 for a body over
+--max_request_bytes (refused from its Content-Length header, before it is read).
 
 How requests are served:
 - One worker thread owns the model. It takes the oldest waiting request, waits --gather_ms for others (unless
-  --max_batch are already waiting) and runs them as one `generate`, each row with its own adapter
-  (model_lora.adapters_per_row). Tokens go to each row's client as they are made. A row ends at eos
-  (finish_reason "stop") or when its own max_tokens are spent ("length"); the batch ends when every row has.
+  --max_batch rows are already waiting) and runs them as one `generate`, one row per choice (n choices of a
+  prompt are n rows), each row with its own adapter (model_lora.adapters_per_row). Text goes to each row's
+  client as it is made. A row ends at eos or at a stop string (finish_reason "stop"; the stop text is not
+  sent) or when its own max_tokens are spent ("length"); the batch ends when every row has.
 - Sampling: model_pebble.sample_next_token applies one temperature and top_p to the whole batch, so a batch
   only holds requests with equal (temperature, top_p) (all greedy requests, temperature 0, count as equal).
-  Requests with other settings stay queued, in arrival order, for a later batch.
+  It draws from torch's default generator, so a request with a seed is decoded in a batch of its own, with the
+  generator seeded for that batch and restored after it: the same request with the same seed gets the same
+  choices. Requests with other settings stay queued, in arrival order, for a later batch.
 - At most --max_queue requests wait; one more is answered 429 at once instead of growing the queue.
-- A client that leaves (mid-stream, or before its plain reply) is dropped from the queue, or its row stops.
+- A client that leaves (mid-stream, or before its plain reply) is dropped from the queue, or its rows stop.
 - Bodies are parsed and tokenized off the event loop, on two threads: one for bodies up to 32 KiB (ordinary
   chats), one for larger ones, so a flood of large requests delays only its own kind. Text that cannot fit
   --max_prompt_tokens (more UTF-8 bytes than that many of the longest token hold) is refused untokenized.
 - Message content is plain text even where it spells a control token (model.chat.encode_chats): a user cannot
-  close their turn or open a system turn. Replies hold back the bytes of a character until it is complete.
-- An adapter file that cannot be loaded is reported in one warning line and left out; the rest are served.
-- usage.completion_tokens counts the tokens generated for the row, the eos that ended it included.
+  close their turn or open a system turn. Replies hold back the bytes of a character until it is complete, and
+  text that may still begin a stop string until it cannot.
+- An adapter file that cannot be loaded is reported in one warning line and left out; the rest are served (an
+  adapter named by --lora_weight that cannot be loaded stops the server with one line).
+- usage.completion_tokens counts the tokens generated for every choice, the eos that ended one included.
 """
 import argparse
 import asyncio
@@ -52,7 +66,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch
 
-from eval_llm import adapter_files, load_adapter, load_base
+from eval_llm import adapter_files, adapter_path, load_adapter, load_base, parse_names
 from model.chat import TextStream, encode_prompt, generate_tokens, sampling_settings, token_bytes
 from model.checkpoint import PebbleError, repo_path
 from trainer.trainer_utils import autocast, base_model_parser, load_tokenizer, resolve_dtype, run_cli
@@ -68,6 +82,10 @@ ROLES = ("system", "user", "assistant")
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     """The server's flags, checked."""
     p = base_model_parser(__doc__)
+    p.add_argument("--lora_weight", default="all",
+                   help="adapters to serve beside the base, comma-separated names as eval_llm takes them "
+                        "(lora_identity,lora_medical); None serves the base alone; all: every adapter file of "
+                        "SAVE_DIR/lora/ for this hidden size (default: all)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8998, help="port; 0 picks a free one (default: 8998)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ... (default: auto)")
@@ -136,26 +154,42 @@ class Limits:
     max_prompt_tokens: int
     max_request_bytes: int = 1 << 18
     longest_token_bytes: int = 1  # the most UTF-8 bytes one token stands for: bounds text that may still fit
+    max_choices: int = 16  # the most rows one request may add to a batch (prompts times n): --max_batch
 
 
 @dataclass
-class ChatRequest:
-    """A checked chat completion request, its prompt already tokenized."""
+class CompletionRequest:
+    """A checked request of either endpoint, its prompts already tokenized; it asks for len(prompts) * n
+    choices, choice k answering prompt k // n."""
 
     model: str
     adapter: Optional[str]  # None: the base alone
-    prompt: list[int]
+    prompts: list[list[int]]  # chat: the one rendered conversation; /v1/completions: one per prompt
     max_tokens: int
     temperature: float
     top_p: float
     stream: bool
     include_usage: bool
+    n: int = 1
+    stop: tuple[str, ...] = ()  # a choice ends before the first of these in its text
+    seed: Optional[int] = None
+    chat: bool = True  # False: /v1/completions (choices hold text, not messages)
 
     @property
     def sampling(self) -> tuple[float, float]:
         """(temperature, top_p) as generate applies them; every greedy request (temperature below
         model.chat.MIN_TEMPERATURE included) is (0, 1)."""
         return sampling_settings(self.temperature, self.top_p)
+
+    @property
+    def seeded(self) -> bool:
+        """Whether this request samples from its own seed (a greedy request needs none)."""
+        return self.seed is not None and self.sampling[0] > 0
+
+    @property
+    def rows(self) -> list[list[int]]:
+        """The prompt of each choice, in choice order."""
+        return [prompt for prompt in self.prompts for _ in range(self.n)]
 
 
 def shown(value: Any) -> str:
@@ -164,6 +198,10 @@ def shown(value: Any) -> str:
         return f"an integer of {len(str(abs(value)))} digits"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _number(body: dict, name: str, default: float, low: float, high: float, low_open: bool = False) -> float:
@@ -177,8 +215,50 @@ def _number(body: dict, name: str, default: float, low: float, high: float, low_
     return float(value)
 
 
-def parse_chat_request(raw: bytes, models: dict[str, Optional[str]], tokenizer, limits: Limits) -> ChatRequest:
-    """Check a /v1/chat/completions body and tokenize its messages; APIError names what is wrong."""
+def _text(value: str, name: str) -> int:
+    """The UTF-8 size of a string from the request, or APIError if it holds a lone surrogate."""
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError:  # JSON may escape half of a surrogate pair (\ud800) on its own
+        raise APIError(400, f"{name} is not valid Unicode (it holds a lone surrogate)", name) from None
+
+
+def _zero(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
+
+
+# OpenAI request fields this server does not implement -> (whether a value asks for nothing, what does). Such a
+# field is accepted only with such a value (or null); any other value, and any field named nowhere, is a 400.
+NEUTRAL_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "logprobs": (lambda v: v is False, "false"),
+    "top_logprobs": (_zero, "0"),
+    "presence_penalty": (_zero, "0"),
+    "frequency_penalty": (_zero, "0"),
+    "logit_bias": (lambda v: v == {}, "{}"),
+    "response_format": (lambda v: v == {"type": "text"}, '{"type": "text"}'),
+    "tools": (lambda v: v == [], "[]"),
+    "tool_choice": (lambda v: v == "none", '"none"'),
+    "parallel_tool_calls": (lambda v: isinstance(v, bool), "true or false (there are no tools)"),
+    "functions": (lambda v: v == [], "[]"),
+    "function_call": (lambda v: v == "none", '"none"'),
+    "store": (lambda v: v is False, "false"),
+    "echo": (lambda v: v is False, "false"),
+    "best_of": (lambda v: _is_int(v) and v == 1, "1"),
+    "suffix": (lambda v: v == "", '""'),
+    "user": (lambda v: isinstance(v, str), "a string"),  # only identifies the caller; changes no reply
+}
+COMMON_FIELDS = {"model", "max_tokens", "temperature", "top_p", "stream", "stream_options", "n", "stop", "seed"}
+CHAT_FIELDS = COMMON_FIELDS | {"messages", "max_completion_tokens", "logprobs", "top_logprobs", "presence_penalty",
+                               "frequency_penalty", "logit_bias", "response_format", "tools", "tool_choice",
+                               "parallel_tool_calls", "functions", "function_call", "store", "user"}
+TEXT_FIELDS = COMMON_FIELDS | {"prompt", "logprobs", "presence_penalty", "frequency_penalty", "logit_bias", "echo",
+                               "best_of", "suffix", "user"}
+MAX_STOPS = 4  # as OpenAI's API
+MAX_STOP_CHARS = 256  # a longer stop string is refused: each token is checked against every stop string's prefixes
+SEED_RANGE = (-(1 << 63), (1 << 64) - 1)  # what torch.manual_seed takes
+
+
+def _json_object(raw: bytes) -> dict:
     try:
         body = json.loads(raw)
     except RecursionError:
@@ -188,81 +268,212 @@ def parse_chat_request(raw: bytes, models: dict[str, Optional[str]], tokenizer, 
         raise APIError(400, f"the request body is not valid JSON ({reason})") from None
     if not isinstance(body, dict):
         raise APIError(400, "the request body must be a JSON object")
+    return body
+
+
+def _refuse_unsupported(body: dict, fields: set[str]) -> None:
+    """APIError naming the first field that is unknown here, or that asks for what the server does not do."""
+    for name, value in body.items():
+        if name not in fields:
+            raise APIError(400, f"{shown(name)} is not a field this server supports; leave it out", name)
+        if name in NEUTRAL_FIELDS and value is not None:
+            neutral, accepted = NEUTRAL_FIELDS[name]
+            if not neutral(value):
+                raise APIError(400, f"{name} {shown(value)} is not supported by this server; leave it out or send "
+                                    f"{accepted}", name)
+
+
+def _stops(value: Any) -> tuple[str, ...]:
+    """The stop strings of a request's stop field (a string or a list of them; "" and [] mean none)."""
+    if value is None or value == "" or value == []:
+        return ()
+    stops = [value] if isinstance(value, str) else value
+    if not isinstance(stops, list) or len(stops) > MAX_STOPS:
+        raise APIError(400, f"stop must be a string or a list of up to {MAX_STOPS} strings, got {shown(value)}",
+                       "stop")
+    for i, s in enumerate(stops):
+        name = "stop" if isinstance(value, str) else f"stop[{i}]"
+        if not isinstance(s, str) or not 1 <= len(s) <= MAX_STOP_CHARS:
+            raise APIError(400, f"{name} must be a string of 1 to {MAX_STOP_CHARS} characters, got {shown(s)}", name)
+        _text(s, name)
+    return tuple(stops)
+
+
+def _options(body: dict, limits: Limits, token_key: str = "max_tokens") -> dict:
+    """The generation options both endpoints share, checked -> CompletionRequest's keyword arguments."""
+    max_tokens = body.get(token_key)
+    if max_tokens is None:
+        max_tokens = limits.default_max_tokens
+    if not _is_int(max_tokens) or not 1 <= max_tokens <= limits.max_tokens_limit:
+        raise APIError(400, f"{token_key} must be an integer from 1 to {limits.max_tokens_limit}, "
+                            f"got {shown(max_tokens)}", token_key)
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise APIError(400, f"stream must be true or false, got {shown(stream)}", "stream")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
+        raise APIError(400, "stream_options must be an object like {\"include_usage\": true}", "stream_options")
+    n = 1 if body.get("n") is None else body["n"]
+    if not _is_int(n) or not 1 <= n <= limits.max_choices:
+        raise APIError(400, f"n must be an integer from 1 to {limits.max_choices}, got {shown(n)}", "n")
+    seed = body.get("seed")
+    if seed is not None and (not _is_int(seed) or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]):
+        raise APIError(400, f"seed must be an integer from -2**63 to 2**64-1, got {shown(seed)}", "seed")
+    return dict(max_tokens=max_tokens, temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
+                top_p=_number(body, "top_p", 1.0, 0.0, 1.0, low_open=True), stream=stream,
+                include_usage=bool(options.get("include_usage", False)), n=n, stop=_stops(body.get("stop")),
+                seed=seed)
+
+
+def _model(body: dict, models: dict[str, Optional[str]]) -> str:
     model = body.get("model")
     if not isinstance(model, str):
         raise APIError(400, "model must be a string naming one of GET /v1/models", "model")
     if model not in models:
-        raise APIError(404, f"The model {shown(model)} does not exist; choose one of {', '.join(models)}", "model",
-                       "model_not_found")
+        raise model_not_found(model, models)
+    return model
+
+
+def model_not_found(model: str, models: dict[str, Optional[str]]) -> APIError:
+    """The 404 for a model id that is not served."""
+    return APIError(404, f"The model {shown(model)} does not exist; choose one of {', '.join(models)}", "model",
+                    "model_not_found")
+
+
+def _too_long(count: int, what: str, limits: Limits) -> APIError:
+    return APIError(400, f"{what} take{'s' if count == 1 else ''} more tokens than the server's limit of "
+                         f"{limits.max_prompt_tokens}; shorten {'it' if count == 1 else 'them'}")
+
+
+def message_text(m: dict, i: int) -> str:
+    """The text of messages[i]: its content string, or its text parts joined by newlines."""
+    content = m.get("content")
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list) or not content:
+        raise APIError(400, f"messages[{i}].content must be a string or a non-empty list of text parts",
+                       f"messages[{i}].content")
+    texts = []
+    for j, part in enumerate(content):
+        name = f"messages[{i}].content[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind != "text":
+            raise APIError(400, f"{name}.type must be \"text\" (this server reads text only), got {shown(kind)}",
+                           f"{name}.type")
+        if not isinstance(part.get("text"), str) or set(part) != {"type", "text"}:
+            raise APIError(400, f"{name} must be {{\"type\": \"text\", \"text\": STRING}}", name)
+        texts.append(part["text"])
+    return "\n".join(texts)
+
+
+def parse_chat_request(raw: bytes, models: dict[str, Optional[str]], tokenizer, limits: Limits) -> CompletionRequest:
+    """Check a /v1/chat/completions body and tokenize its messages; APIError names what is wrong."""
+    body = _json_object(raw)
+    model = _model(body, models)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise APIError(400, "messages must be a non-empty list of {role, content} objects", "messages")
-    size = 0  # bytes of text in the messages
+    chat, size = [], 0  # size: bytes of text in the messages
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or m.get("role") not in ROLES:
             role = m.get("role") if isinstance(m, dict) else None
             raise APIError(400, f"messages[{i}].role must be one of {', '.join(ROLES)}, got {shown(role)}",
                            f"messages[{i}].role")
-        if not isinstance(m.get("content"), str):
-            raise APIError(400, f"messages[{i}].content must be a string", f"messages[{i}].content")
-        try:
-            size += len(m["content"].encode("utf-8"))
-        except UnicodeEncodeError:  # JSON may escape half of a surrogate pair (\ud800) on its own
-            raise APIError(400, f"messages[{i}].content is not valid Unicode (it holds a lone surrogate)",
-                           f"messages[{i}].content") from None
-    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
-    max_tokens = body.get(key)
-    if max_tokens is None:
-        max_tokens = limits.default_max_tokens
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) \
-            or not 1 <= max_tokens <= limits.max_tokens_limit:
-        raise APIError(400, f"{key} must be an integer from 1 to {limits.max_tokens_limit}, got {shown(max_tokens)}",
-                       key)
-    temperature = _number(body, "temperature", 1.0, 0.0, 2.0)
-    top_p = _number(body, "top_p", 1.0, 0.0, 1.0, low_open=True)
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise APIError(400, f"stream must be true or false, got {shown(stream)}", "stream")
-    options = body.get("stream_options") or {}
-    if not isinstance(options, dict):
-        raise APIError(400, "stream_options must be an object", "stream_options")
-    if body.get("n") not in (None, 1):
-        raise APIError(400, f"n must be 1 (one choice per request), got {shown(body.get('n'))}", "n")
-    if body.get("stop") not in (None, [], ""):
-        raise APIError(400, "stop sequences are not supported; leave out stop", "stop")
+        extra = sorted(set(m) - {"role", "content"}, key=str)
+        if extra:
+            raise APIError(400, f"messages[{i}].{extra[0]} is not supported by this server; leave it out",
+                           f"messages[{i}].{extra[0]}")
+        text = message_text(m, i)
+        size += _text(text, f"messages[{i}].content")
+        chat.append({"role": m["role"], "content": text})
+    _refuse_unsupported(body, CHAT_FIELDS)
+    token_key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    options = _options(body, limits, token_key)
     # Every message takes a token or more, and every limits.longest_token_bytes bytes of text one or more: beyond
     # that the prompt cannot fit, and is refused without spending time on tokenizing it.
-    if len(messages) > limits.max_prompt_tokens or size > limits.max_prompt_tokens * limits.longest_token_bytes:
-        raise APIError(400, f"the messages ({len(messages)} of them, {size} bytes of text) take more tokens than "
-                            f"the server's limit of {limits.max_prompt_tokens}; shorten them", "messages")
-    prompt = encode_prompt(tokenizer, [{"role": m["role"], "content": m["content"]} for m in messages])
+    if len(chat) > limits.max_prompt_tokens or size > limits.max_prompt_tokens * limits.longest_token_bytes:
+        raise _too_long(2, f"the messages ({len(chat)} of them, {size} bytes of text)", limits)
+    prompt = encode_prompt(tokenizer, chat)
     if len(prompt) > limits.max_prompt_tokens:
-        raise APIError(400, f"the messages take {len(prompt)} tokens, more than the server's limit of "
-                            f"{limits.max_prompt_tokens}; shorten them", "messages")
-    return ChatRequest(model, models[model], prompt, max_tokens, temperature, top_p, stream,
-                       bool(options.get("include_usage", False)))
+        raise _too_long(2, f"the messages ({len(prompt)} tokens)", limits)
+    return CompletionRequest(model, models[model], [prompt], **options)
+
+
+def parse_text_request(raw: bytes, models: dict[str, Optional[str]], tokenizer, limits: Limits) -> CompletionRequest:
+    """Check a /v1/completions body and tokenize its prompt (a string or a list of them) as the tokenizer reads
+    it, so that a prompt may spell the chat template's markers; APIError names what is wrong."""
+    body = _json_object(raw)
+    model = _model(body, models)
+    prompt = body.get("prompt")
+    texts = [prompt] if isinstance(prompt, str) else prompt
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+        raise APIError(400, "prompt must be a non-empty string or a non-empty list of them (token ids are not "
+                            "supported)", "prompt")
+    _refuse_unsupported(body, TEXT_FIELDS)
+    options = _options(body, limits)
+    if len(texts) * options["n"] > limits.max_choices:
+        raise APIError(400, f"{len(texts)} prompts with n={options['n']} ask for {len(texts) * options['n']} "
+                            f"choices, more than the server's {limits.max_choices}; send fewer", "n")
+    for i, text in enumerate(texts):
+        if _text(text, "prompt") > limits.max_prompt_tokens * limits.longest_token_bytes:
+            raise _too_long(1, f"prompt {i}", limits)
+    prompts = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    for i, ids in enumerate(prompts):
+        if len(ids) > limits.max_prompt_tokens:
+            raise _too_long(1, f"prompt {i} ({len(ids)} tokens)", limits)
+    return CompletionRequest(model, models[model], prompts, chat=False, **options)
 
 
 # ---------------------------------------------------------------- the worker
 
+class StopText:
+    """A choice's text cut before the first of its stop strings: push returns the text that may be shown,
+    holding back a tail that could still begin a stop string; `stopped` once one has appeared."""
+
+    def __init__(self, stops: tuple[str, ...]):
+        self.stops, self.tail, self.stopped = stops, "", False
+
+    def push(self, text: str) -> str:
+        """Add text; the part of it (and of the tail held back before) that can no longer be part of a stop."""
+        if self.stopped or not self.stops:
+            return "" if self.stopped else text
+        text = self.tail + text
+        hits = [i for i in (text.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            self.stopped, self.tail = True, ""
+            return text[:min(hits)]
+        # Nothing shown so far can start a stop string: the held tail is the longest suffix that begins one.
+        keep = max((k for s in self.stops for k in range(1, min(len(s), len(text) + 1)) if text.endswith(s[:k])),
+                   default=0)
+        self.tail = text[len(text) - keep:]
+        return text[:len(text) - keep]
+
+    def finish(self) -> str:
+        """The end of the choice: the held tail, which never became a stop string."""
+        tail, self.tail = self.tail, ""
+        return "" if self.stopped else tail
+
+
 @dataclass
 class Event:
-    """What the worker tells a request: a piece of text, the end (with its reason), or an error."""
+    """What the worker tells a request about one of its choices: a piece of text, the end (with its reason), or
+    an error (for the whole request)."""
 
     kind: str  # "delta", "end" or "error"
     text: str = ""
     finish_reason: Optional[str] = None
     completion_tokens: int = 0
+    index: int = 0  # the choice
 
 
 @dataclass
 class Job:
     """A request waiting for, or inside, a batch; events reach the request's event loop thread-safely."""
 
-    request: ChatRequest
+    request: CompletionRequest
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
-    cancelled: bool = False  # the client went away: drop it from the queue, stop its row
+    cancelled: bool = False  # the client went away: drop it from the queue, stop its rows
 
     def send(self, event: Event) -> None:
         """Queue event for the request's coroutine (from any thread)."""
@@ -270,6 +481,12 @@ class Job:
             self.loop.call_soon_threadsafe(self.events.put_nowait, event)
         except RuntimeError:  # the event loop is closed: the server is shutting down
             pass
+
+    @property
+    def batch_key(self) -> Any:
+        """Jobs share a batch only under equal keys: their sampling settings, except that a seeded job is
+        alone (its draws would otherwise depend on the rows beside it)."""
+        return ("seed", id(self)) if self.request.seeded else self.request.sampling
 
 
 class _BatchDone(Exception):
@@ -288,8 +505,8 @@ class BatchWorker:
         self.pending: collections.deque[Job] = collections.deque()
         self.cond = threading.Condition()
         self.stopping = False
-        self.recent_batches: collections.deque[tuple[int, tuple[float, float]]] = collections.deque(maxlen=1000)
-        self.dropped = 0  # requests whose client left before they ended (dropped from the queue or the batch)
+        self.recent_batches: collections.deque[tuple[int, Any]] = collections.deque(maxlen=1000)  # (rows, key)
+        self.dropped = 0  # rows whose client left before they ended (dropped from the queue or the batch)
         self.thread = threading.Thread(target=self._run, name="pebble-batch-worker", daemon=True)
 
     def start(self) -> None:
@@ -324,26 +541,30 @@ class BatchWorker:
             self.cond.notify_all()
 
     def _take_batch(self) -> list[Job]:
-        """Wait for jobs, gather for gather_s, then take up to max_batch with the oldest job's sampling."""
+        """Wait for jobs, gather for gather_s, then take, oldest first, the jobs with the oldest job's batch key
+        that fit max_batch rows."""
         with self.cond:
             while not self.pending and not self.stopping:
                 self.cond.wait()
             deadline = time.monotonic() + self.gather_s
-            while len(self.pending) < self.max_batch and not self.stopping:
+            while sum(len(job.request.rows) for job in self.pending) < self.max_batch and not self.stopping:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self.cond.wait(left)
             live = [job for job in self.pending if not job.cancelled]
-            self.dropped += len(self.pending) - len(live)
+            self.dropped += sum(len(job.request.rows) for job in self.pending if job.cancelled)
             if not live:
                 self.pending.clear()
                 return []
-            key = live[0].request.sampling
-            batch = [job for job in live if job.request.sampling == key][:self.max_batch]
+            key, batch, rows = live[0].batch_key, [], 0
+            for job in live:
+                if job.batch_key == key and rows + len(job.request.rows) <= self.max_batch:
+                    batch.append(job)
+                    rows += len(job.request.rows)
             taken = {id(job) for job in batch}
             self.pending = collections.deque(job for job in live if id(job) not in taken)
-            self.recent_batches.append((len(batch), key))  # (size, sampling): for tests and monitoring
+            self.recent_batches.append((rows, key))  # for tests and monitoring
             return batch
 
     def _run(self) -> None:
@@ -358,58 +579,84 @@ class BatchWorker:
                 for job in batch:
                     job.send(Event("error", f"generation failed: {type(e).__name__}: {e}"))
 
+    @contextlib.contextmanager
+    def _seeded(self, seed: Optional[int]):
+        """A context in which torch's generators start from seed and are restored afterwards (None: as they are).
+        model_pebble.sample_next_token draws from torch's default generator of the model's device."""
+        if seed is None:
+            yield
+            return
+        device = torch.device(self.device)
+        if device.type == "cpu":
+            fork = torch.random.fork_rng(devices=[])
+        else:
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            fork = torch.random.fork_rng(devices=[index], device_type=device.type)
+        with fork:
+            torch.manual_seed(seed)
+            yield
+
     def _decode(self, batch: list[Job]) -> None:
-        """Generate for every job of the batch in one call, streaming each row's text to its job."""
-        requests = [job.request for job in batch]
-        texts = [TextStream(self.token_bytes) for _ in batch]
-        counts = [0] * len(batch)
-        done = [False] * len(batch)
+        """Generate every choice of every job of the batch in one call, streaming each row's text to its job."""
+        rows = [(job, index, prompt) for job in batch for index, prompt in enumerate(job.request.rows)]
+        texts = [TextStream(self.token_bytes) for _ in rows]
+        stops = [StopText(job.request.stop) for job, _, _ in rows]
+        counts = [0] * len(rows)
+        done = [False] * len(rows)
 
-        def end(i: int, reason: str) -> None:
-            done[i] = True
-            tail = texts[i].finish()
-            if tail:
-                batch[i].send(Event("delta", tail))
-            batch[i].send(Event("end", finish_reason=reason, completion_tokens=counts[i]))
+        def end(r: int, reason: str) -> None:
+            job, index, _ = rows[r]
+            done[r] = True
+            text = stops[r].push(texts[r].finish())  # the last bytes may complete a character, and it a stop
+            text += stops[r].finish()
+            if text:
+                job.send(Event("delta", text, index=index))
+            job.send(Event("end", finish_reason="stop" if stops[r].stopped else reason,
+                           completion_tokens=counts[r], index=index))
 
-        def on_token(column: torch.Tensor) -> None:  # column (B,): one new token per row
-            for i, token in enumerate(column.tolist()):
-                if done[i]:
+        def on_token(column: torch.Tensor) -> None:  # column (rows,): one new token per row
+            for r, token in enumerate(column.tolist()):
+                job, index, _ = rows[r]
+                if done[r]:
                     continue
-                if batch[i].cancelled:
-                    done[i] = True
+                if job.cancelled:
+                    done[r] = True
                     self.dropped += 1
                     continue
-                counts[i] += 1
+                counts[r] += 1
                 if token == self.eos:
-                    end(i, "stop")
+                    end(r, "stop")
                     continue
-                delta = texts[i].push(token)
-                if delta:
-                    batch[i].send(Event("delta", delta))
-                if counts[i] >= requests[i].max_tokens:
-                    end(i, "length")
+                text = stops[r].push(texts[r].push(token))
+                if text:
+                    job.send(Event("delta", text, index=index))
+                if stops[r].stopped or counts[r] >= job.request.max_tokens:
+                    end(r, "length")  # "stop" when a stop string ended it
             if all(done):
                 raise _BatchDone
 
-        temperature, top_p = requests[0].sampling
+        first = batch[0].request
+        temperature, top_p = first.sampling
         try:
-            with autocast(self.device, self.dtype):
-                generate_tokens(self.model, [r.prompt for r in requests], max(r.max_tokens for r in requests),
-                                temperature, top_p, self.eos, self.pad, adapters=[r.adapter for r in requests],
-                                on_token=on_token)
+            with autocast(self.device, self.dtype), self._seeded(first.seed if first.seeded else None):
+                generate_tokens(self.model, [prompt for _, _, prompt in rows],
+                                max(job.request.max_tokens for job in batch), temperature, top_p, self.eos, self.pad,
+                                adapters=[job.request.adapter for job, _, _ in rows], on_token=on_token)
         except _BatchDone:
             pass
-        for i in range(len(batch)):  # rows the loop left unfinished (it ran out of tokens first)
-            if not done[i]:
-                end(i, "length")
+        for r in range(len(rows)):  # rows the loop left unfinished (it ran out of tokens first)
+            if not done[r]:
+                end(r, "length")
 
 
 # ---------------------------------------------------------------- the app
 
-def completion_id() -> str:
-    """A fresh chat completion id."""
-    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+WEB_PAGE = Path(__file__).resolve().parent / "web" / "chat.html"  # the chat page served at / (no build step)
+
+
+def completion_id(chat: bool = True) -> str:
+    """A fresh completion id (chat completions and plain completions have their own prefixes, as OpenAI's)."""
+    return f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
 
 
 async def read_body(request: "Request", limit: int) -> bytes:
@@ -430,6 +677,7 @@ async def read_body(request: "Request", limit: int) -> bytes:
 
 
 SMALL_BODY_BYTES = 32 * 1024  # bodies up to this size (ordinary chats) are parsed on a thread of their own
+Parser = Callable[[bytes, dict, Any, Limits], CompletionRequest]
 
 
 def create_app(worker: BatchWorker, tokenizer, models: dict[str, Optional[str]], limits: Limits) -> "FastAPI":
@@ -437,11 +685,12 @@ def create_app(worker: BatchWorker, tokenizer, models: dict[str, Optional[str]],
     and tokenized on two threads, one for bodies up to SMALL_BODY_BYTES and one for larger ones, each with its
     own copy of `tokenizer` (a fast tokenizer is not shared across threads)."""
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
     from starlette.exceptions import HTTPException
 
     lanes = [(ThreadPoolExecutor(1, thread_name_prefix=f"pebble-parse-{kind}"), copy.deepcopy(tokenizer))
              for kind in ("small", "large")]
+    page = WEB_PAGE.read_text(encoding="utf-8")
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -469,42 +718,68 @@ def create_app(worker: BatchWorker, tokenizer, models: dict[str, Optional[str]],
         error = APIError(500, f"the server failed: {type(e).__name__}", kind="server_error")
         return JSONResponse(error.body(), status_code=500)
 
+    def model_object(name: str) -> dict:
+        return {"id": name, "object": "model", "created": created, "owned_by": "pebble"}
+
     @app.get("/v1/models")
     async def list_models():
-        data = [{"id": name, "object": "model", "created": created, "owned_by": "pebble"} for name in models]
-        return {"object": "list", "data": data}
+        return {"object": "list", "data": [model_object(name) for name in models]}
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request):
+    @app.get("/v1/models/{model_id}")
+    async def get_model(model_id: str):
+        if model_id not in models:
+            raise model_not_found(model_id, models)
+        return model_object(model_id)
+
+    @app.get("/health")
+    async def health():
+        alive = worker.thread.is_alive() and not worker.stopping
+        body = {"status": "ok" if alive else "stopped", "models": list(models), "waiting": worker.waiting()}
+        return JSONResponse(body, status_code=200 if alive else 503)
+
+    @app.get("/", response_class=HTMLResponse)
+    @app.get("/chat", response_class=HTMLResponse)
+    async def chat_page():
+        return page
+
+    async def complete(request: Request, parse: Parser):
         raw = await read_body(request, limits.max_request_bytes)
         lane, lane_tokenizer = lanes[len(raw) > SMALL_BODY_BYTES]
-        req = await asyncio.get_running_loop().run_in_executor(lane, parse_chat_request, raw, models, lane_tokenizer,
-                                                               limits)
-        job = Job(req, asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        req = await loop.run_in_executor(lane, parse, raw, models, lane_tokenizer, limits)
+        job = Job(req, loop)
         worker.submit(job)
-        head = {"id": completion_id(), "created": int(time.time()), "model": req.model}
+        head = {"id": completion_id(req.chat), "created": int(time.time()), "model": req.model}
         if req.stream:
             return StreamingResponse(stream_events(job, head), media_type="text/event-stream")
         # Nothing else reads the connection until the reply is sent: watch it, so that a client that leaves
-        # (or times out) frees its row at once instead of holding it to max_tokens.
+        # (or times out) frees its rows at once instead of holding them to max_tokens.
         watcher = asyncio.create_task(cancel_on_disconnect(request.receive, job))
-        pieces = []
+        texts: list[list[str]] = [[] for _ in req.rows]
+        ends: dict[int, Event] = {}
         try:
-            while True:
+            while len(ends) < len(texts):
                 event = await job.events.get()
                 if event.kind == "delta":
-                    pieces.append(event.text)
+                    texts[event.index].append(event.text)
                 elif event.kind == "error":
                     raise APIError(500, event.text, kind="server_error")
                 else:
-                    break
+                    ends[event.index] = event
         finally:
             watcher.cancel()
-            job.cancelled = True  # finished, failed or cancelled: either way its row need not run on
-        usage = usage_of(req, event)
-        choice = {"index": 0, "message": {"role": "assistant", "content": "".join(pieces)},
-                  "logprobs": None, "finish_reason": event.finish_reason}
-        return {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
+            job.cancelled = True  # finished, failed or cancelled: either way its rows need not run on
+        choices = [choice(req, k, "".join(texts[k]), ends[k].finish_reason) for k in range(len(texts))]
+        return {**head, "object": "chat.completion" if req.chat else "text_completion", "choices": choices,
+                "usage": usage_of(req, list(ends.values()))}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        return await complete(request, parse_chat_request)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        return await complete(request, parse_text_request)
 
     return app
 
@@ -518,60 +793,82 @@ async def cancel_on_disconnect(receive: Callable[[], Awaitable[dict]], job: Job)
     job.events.put_nowait(Event("error", "the client closed the connection"))  # answered to no one
 
 
-def usage_of(req: ChatRequest, end: Event) -> dict:
-    """OpenAI's usage object for a finished request."""
-    return {"prompt_tokens": len(req.prompt), "completion_tokens": end.completion_tokens,
-            "total_tokens": len(req.prompt) + end.completion_tokens}
+def choice(req: CompletionRequest, index: int, text: Optional[str], finish_reason: Optional[str] = None,
+           stream: bool = False) -> dict:
+    """Choice `index` of a reply in OpenAI's shape; streamed, text None is a chat's opening (the role)."""
+    if not req.chat:
+        body: dict = {"text": text or ""}
+    elif not stream:
+        body = {"message": {"role": "assistant", "content": text}}
+    elif text is None:
+        body = {"delta": {"role": "assistant", "content": ""}}
+    else:
+        body = {"delta": {"content": text} if text else {}}
+    return {"index": index, **body, "logprobs": None, "finish_reason": finish_reason}
+
+
+def usage_of(req: CompletionRequest, ends: list[Event]) -> dict:
+    """OpenAI's usage object for a finished request: its prompts once, every choice's tokens."""
+    prompt = sum(len(p) for p in req.prompts)
+    completion = sum(end.completion_tokens for end in ends)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 async def stream_events(job: Job, head: dict) -> AsyncIterator[str]:
-    """Server-sent events for one request: chat.completion.chunk lines, then `data: [DONE]`."""
-    def chunk(delta: dict, finish_reason: Optional[str] = None, **extra: Any) -> str:
-        choices = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
-        body = {**head, "object": "chat.completion.chunk", "choices": choices, **extra}
-        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+    """Server-sent events for one request: chunks of its choices as they are made, then `data: [DONE]`."""
+    req = job.request
+    kind = "chat.completion.chunk" if req.chat else "text_completion"
 
+    def chunk(choices: list[dict], **extra: Any) -> str:
+        return f"data: {json.dumps({**head, 'object': kind, 'choices': choices, **extra}, ensure_ascii=False)}\n\n"
+
+    ends: list[Event] = []
     try:
-        yield chunk({"role": "assistant", "content": ""})
-        while True:
+        if req.chat:
+            yield chunk([choice(req, k, None, stream=True) for k in range(len(req.rows))])
+        while len(ends) < len(req.rows):
             event = await job.events.get()
             if event.kind == "delta":
-                yield chunk({"content": event.text})
+                yield chunk([choice(req, event.index, event.text, stream=True)])
             elif event.kind == "error":
-                error = APIError(500, event.text, kind="server_error").body()
-                yield f"data: {json.dumps(error)}\n\n"
+                yield f"data: {json.dumps(APIError(500, event.text, kind='server_error').body())}\n\n"
                 break
             else:
-                yield chunk({}, event.finish_reason)
-                if job.request.include_usage:  # OpenAI's last chunk: no choices, the usage
-                    body = {**head, "object": "chat.completion.chunk", "choices": [],
-                            "usage": usage_of(job.request, event)}
-                    yield f"data: {json.dumps(body)}\n\n"
-                break
+                ends.append(event)
+                yield chunk([choice(req, event.index, "", event.finish_reason, stream=True)])
+                if len(ends) == len(req.rows) and req.include_usage:  # OpenAI's last chunk: no choices, the usage
+                    yield chunk([], usage=usage_of(req, ends))
         yield "data: [DONE]\n\n"
     finally:
-        job.cancelled = True  # finished, or the client left: either way its row need not run on
+        job.cancelled = True  # finished, or the client left: either way its rows need not run on
 
 
 # ---------------------------------------------------------------- start
 
-def served_models(model, save_dir: Path, hidden_size: int) -> dict[str, Optional[str]]:
-    """Load every adapter of SAVE_DIR/lora/ for this hidden size onto the model -> {model id: adapter name}.
+def served_models(model, save_dir: Path, hidden_size: int,
+                  names: Optional[list[str]] = None) -> dict[str, Optional[str]]:
+    """Load adapters onto the model -> {model id: adapter name}, the base as BASE_MODEL_ID.
 
-    A file that cannot be loaded (corrupt, for another base, a name already taken) is left out with one
-    warning line on stderr naming it and why; the others are served."""
+    names None: every adapter of SAVE_DIR/lora/ for this hidden size, where a file that cannot be loaded
+    (corrupt, for another base, a name already taken) is left out with one warning line on stderr naming it and
+    why. Otherwise exactly the named adapters (as eval_llm finds them), and any that fails stops the server."""
     models: dict[str, Optional[str]] = {BASE_MODEL_ID: None}
-    for path in adapter_files(save_dir / "lora", hidden_size):
+    paths = adapter_files(save_dir / "lora", hidden_size) if names is None else \
+        [adapter_path(save_dir, name, hidden_size) for name in names]
+    for path in paths:
         try:
             if path.stem.removesuffix(f"_{hidden_size}") in models:
                 raise PebbleError(f"{path}: the adapter's name is taken (by the base or another file); "
                                   "rename the file")
             name = load_adapter(model, path)
         except (PebbleError, OSError) as e:
+            if names is not None:
+                raise
             print(f"warning: not serving {path}: {e}", file=sys.stderr, flush=True)
             continue
         models[name] = name
     return models
+
 
 
 def build_app(args: argparse.Namespace) -> tuple["FastAPI", BatchWorker]:
@@ -581,12 +878,13 @@ def build_app(args: argparse.Namespace) -> tuple["FastAPI", BatchWorker]:
     tokenizer = load_tokenizer(args.tokenizer_path)
     save_dir = repo_path(args.save_dir)
     model, _ = load_base(save_dir, args.weight, args.hidden_size, 0, tokenizer, device)
-    models = served_models(model, save_dir, args.hidden_size)
+    names = None if args.lora_weight.strip().lower() == "all" else parse_names(args.lora_weight)
+    models = served_models(model, save_dir, args.hidden_size, names)
     # The worker decodes with its own tokenizer: the fast tokenizer is not meant to be shared across threads.
     worker = BatchWorker(model, load_tokenizer(args.tokenizer_path), device, resolve_dtype(args.dtype, device),
                          args.max_batch, args.max_queue, args.gather_ms / 1000)
     limits = Limits(args.max_tokens_limit, args.default_max_tokens, args.max_prompt_tokens, args.max_request_bytes,
-                    max(len(b) for b in worker.token_bytes))
+                    max(len(b) for b in worker.token_bytes), args.max_batch)
     return create_app(worker, tokenizer, models, limits), worker
 
 

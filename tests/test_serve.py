@@ -1,7 +1,10 @@
 """scripts/serve_openai_api.py with the official openai client, on the shipped base and both adapters: replies,
 finish reasons and token counts equal the library's generate_tokens, streams join to the plain reply, concurrent
 requests across adapters are batched and each equals the same request served alone, a client that leaves frees its
-row, bad requests get OpenAI-shaped 4xx errors and a full queue answers 429, while the server keeps serving."""
+row, bad requests get OpenAI-shaped 4xx errors and a full queue answers 429, while the server keeps serving.
+Stop strings cut the greedy reply where they first appear; n choices share one batch; a seed repeats a sampled
+reply; text parts are their joined text; /v1/completions of the chat template written out equals the chat reply;
+fields the server does not implement are 400s naming them; --lora_weight picks the adapters served."""
 import contextlib
 import importlib.util
 import json
@@ -81,9 +84,9 @@ def client(url: str) -> "openai.OpenAI":
     return openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=60)
 
 
-def ask(url: str, model: str, prompt: str, max_tokens: int = 24, **kwargs):
+def ask(url: str, model: str, prompt: str, max_tokens: int = 24, temperature: float = 0, **kwargs):
     return client(url).chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}],
-                                               max_tokens=max_tokens, temperature=0, **kwargs)
+                                               max_tokens=max_tokens, temperature=temperature, **kwargs)
 
 
 def test_models_lists_the_base_and_every_adapter(server):
@@ -214,7 +217,12 @@ def test_bad_requests_get_openai_shaped_errors_and_the_server_keeps_serving(serv
     }
     for field, value in [("max_tokens", 0), ("max_tokens", -3), ("max_tokens", "5"), ("max_tokens", True),
                          ("max_tokens", 2.5), ("temperature", "hot"), ("temperature", 9), ("top_p", 0),
-                         ("stream", "yes"), ("n", 2), ("stop", ["\n"])]:
+                         ("stream", "yes"), ("n", 0), ("n", 99), ("n", 1.0), ("stop", 5), ("stop", [""]),
+                         ("stop", ["a"] * 5), ("seed", "7"), ("seed", 1 << 70), ("logprobs", True),
+                         ("top_logprobs", 3), ("presence_penalty", 0.5), ("frequency_penalty", -1),
+                         ("logit_bias", {"5": 10}), ("response_format", {"type": "json_object"}),
+                         ("tools", [{"type": "function", "function": {"name": "f"}}]), ("tool_choice", "auto"),
+                         ("echo", True), ("best_of", 2), ("no_such_field", 1)]:
         bad[httpx.Request("POST", url, json={"model": "pebble", "messages": user, field: value}).read()] = field
     with httpx.Client(timeout=30) as http:
         for body, message in bad.items():
@@ -225,6 +233,138 @@ def test_bad_requests_get_openai_shaped_errors_and_the_server_keeps_serving(serv
         assert http.post(f"{url}/chat/completions", json={"model": "x", "messages": user}).status_code == 404
         assert "error" in http.get(f"{url}/no/such/path").json()
     assert ask(url, "pebble", "hi", max_tokens=4).choices[0].message.content is not None  # still serving
+
+
+def test_stop_ends_a_reply_before_the_first_stop_text(server):
+    url, _ = server
+    for model, prompt in zip(MODELS, PROMPTS[1:]):
+        full = ask(url, model, prompt, max_tokens=48)
+        text = full.choices[0].message.content
+        assert len(text) >= 12, text
+        stop = text[8:11]  # a piece of the greedy reply: the reply with it as a stop ends where it first appears
+        cut = text[:text.index(stop)]
+        for stops in (stop, [stop, "never in a reply \u2603"], ["never in a reply \u2603", stop]):
+            out = ask(url, model, prompt, max_tokens=48, stop=stops)
+            assert out.choices[0].message.content == cut and out.choices[0].finish_reason == "stop"
+            assert out.usage.completion_tokens <= full.usage.completion_tokens
+            chunks = list(ask(url, model, prompt, max_tokens=48, stop=stops, stream=True))
+            assert "".join(c.choices[0].delta.content or "" for c in chunks) == cut
+            assert chunks[-1].choices[0].finish_reason == "stop"
+        absent = ask(url, model, prompt, max_tokens=48, stop="never in a reply \u2603")
+        assert absent.choices[0].message.content == text  # a stop that never comes changes nothing
+        assert absent.choices[0].finish_reason == full.choices[0].finish_reason
+
+
+def test_n_choices_are_decoded_in_one_batch(server):
+    url, worker = server
+    one = ask(url, "lora_identity", PROMPTS[0], max_tokens=20)
+    start = len(worker.recent_batches)
+    three = ask(url, "lora_identity", PROMPTS[0], max_tokens=20, n=3)
+    assert [c.index for c in three.choices] == [0, 1, 2]
+    assert all(c.message.content == one.choices[0].message.content for c in three.choices)  # greedy: all alike
+    assert three.usage.prompt_tokens == one.usage.prompt_tokens  # the prompt counts once
+    assert three.usage.completion_tokens == 3 * one.usage.completion_tokens
+    assert [rows for rows, _ in list(worker.recent_batches)[start:]] == [3]
+    # Sampled: the streamed choices, put back together by index, are the plain ones (same seed).
+    kwargs = dict(n=4, temperature=1.0, seed=11, max_tokens=24)
+    plain = ask(url, "lora_medical", PROMPTS[2], **kwargs)
+    chunks = list(ask(url, "lora_medical", PROMPTS[2], stream=True, **kwargs))
+    streamed = ["".join(c.choices[0].delta.content or "" for c in chunks if c.choices and c.choices[0].index == k)
+                for k in range(4)]
+    assert streamed == [c.message.content for c in plain.choices]
+    assert len(set(streamed)) > 1  # four draws, not one repeated
+
+
+def test_the_same_seed_gives_the_same_sampled_reply_even_among_other_requests(server):
+    url, worker = server
+    kwargs = dict(temperature=1.0, top_p=0.95, max_tokens=24)
+    first = ask(url, "lora_identity", PROMPTS[0], seed=1234, **kwargs).choices[0].message.content
+    with ThreadPoolExecutor(6) as pool:  # the same request again, amid unseeded ones with the same settings
+        others = [pool.submit(ask, url, "lora_identity", PROMPTS[0], **kwargs) for _ in range(5)]
+        again = pool.submit(ask, url, "lora_identity", PROMPTS[0], seed=1234, **kwargs)
+        assert again.result().choices[0].message.content == first
+        assert all(f.result().choices[0].finish_reason in ("stop", "length") for f in others)
+    by_seed = {ask(url, "lora_identity", PROMPTS[0], seed=seed, **kwargs).choices[0].message.content
+               for seed in (1, 2, 3, 4)}
+    assert len(by_seed) > 1  # the seed matters
+    state = torch.get_rng_state()
+    with worker._seeded(99):
+        torch.rand(3)
+    assert torch.equal(torch.get_rng_state(), state)  # seeding one batch leaves everyone else's draws alone
+
+
+def test_content_given_as_text_parts_is_their_joined_text(server):
+    url, _ = server
+    parts = [{"type": "text", "text": "Who are"}, {"type": "text", "text": "you?"}]
+    out = client(url).chat.completions.create(model="lora_identity", messages=[{"role": "user", "content": parts}],
+                                              max_tokens=24, temperature=0)
+    assert out.choices[0].message.content == ask(url, "lora_identity", "Who are\nyou?").choices[0].message.content
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    with pytest.raises(openai.BadRequestError) as e:
+        client(url).chat.completions.create(model="pebble", messages=[{"role": "user", "content": [parts[0], image]}])
+    assert e.value.param == "messages[0].content[1].type" and "image_url" in e.value.message
+
+
+def test_unsupported_fields_are_400s_naming_the_field_and_neutral_values_pass(server):
+    url, _ = server
+    refused = {"logprobs": True, "presence_penalty": 0.5, "frequency_penalty": 2, "tools": [{"type": "function"}],
+               "response_format": {"type": "json_object"}, "logit_bias": {"5": 1}, "modalities": ["audio"]}
+    neutral = {"logprobs": False, "presence_penalty": 0, "frequency_penalty": 0.0, "tools": [], "logit_bias": {},
+               "response_format": {"type": "text"}, "user": "someone"}
+    for name, value in refused.items():
+        with pytest.raises(openai.BadRequestError) as e:
+            ask(url, "pebble", "hi", max_tokens=4, extra_body={name: value})
+        assert e.value.param == name and name in e.value.message
+    reply = ask(url, "pebble", PROMPTS[0], max_tokens=12).choices[0].message.content
+    assert ask(url, "pebble", PROMPTS[0], max_tokens=12, extra_body=neutral).choices[0].message.content == reply
+    with pytest.raises(openai.BadRequestError) as e:
+        client(url).completions.create(model="pebble", prompt="hi", max_tokens=4, echo=True)
+    assert e.value.param == "echo"
+
+
+def test_a_model_by_id_and_health(server):
+    url, _ = server
+    assert client(url).models.retrieve("lora_medical").id == "lora_medical"
+    with pytest.raises(openai.NotFoundError) as e:
+        client(url).models.retrieve("lora_legal")
+    assert e.value.code == "model_not_found"
+    health = httpx.get(url.removesuffix("/v1") + "/health", timeout=10)
+    assert health.status_code == 200 and health.json()["status"] == "ok" and health.json()["models"] == MODELS
+
+
+def test_plain_completions_of_the_rendered_template_equal_the_chat_reply(server):
+    url, worker = server
+    for model, prompt in zip(MODELS, PROMPTS):
+        chat = ask(url, model, prompt, max_tokens=32)
+        rendered = worker.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                        add_generation_prompt=True)
+        out = client(url).completions.create(model=model, prompt=rendered, max_tokens=32, temperature=0)
+        assert out.object == "text_completion" and out.id.startswith("cmpl-")
+        assert out.choices[0].text == chat.choices[0].message.content
+        assert out.choices[0].finish_reason == chat.choices[0].finish_reason and out.usage == chat.usage
+        chunks = list(client(url).completions.create(model=model, prompt=rendered, max_tokens=32, temperature=0,
+                                                     stream=True))
+        assert "".join(c.choices[0].text for c in chunks) == out.choices[0].text
+        assert chunks[-1].choices[0].finish_reason == out.choices[0].finish_reason
+    # Several prompts with n choices each: choice k answers prompt k // n.
+    prompts = ["The capital of France is", "1, 2, 3, 4,"]
+    many = client(url).completions.create(model="pebble", prompt=prompts, n=2, max_tokens=8, temperature=0)
+    alone = [client(url).completions.create(model="pebble", prompt=p, max_tokens=8, temperature=0) for p in prompts]
+    assert [c.index for c in many.choices] == [0, 1, 2, 3]
+    assert [c.text for c in many.choices] == [a.choices[0].text for a in alone for _ in range(2)]
+
+
+def test_lora_weight_serves_only_the_named_adapters(shipped_dir):
+    def served(*flags):
+        app, _ = serve.build_app(serve.parse_args(["--save_dir", str(shipped_dir), "--device", "cpu", *flags]))
+        return list(app.state.models)
+
+    assert served() == MODELS
+    assert served("--lora_weight", "lora_medical") == ["pebble", "lora_medical"]
+    assert served("--lora_weight", "identity,medical") == MODELS  # the short names eval_llm takes
+    assert served("--lora_weight", "None") == ["pebble"]  # MiniMind's "no adapter"
+    with pytest.raises(PebbleError, match="no adapter file for 'lora_legal'"):
+        served("--lora_weight", "lora_legal")
 
 
 def openai_error(response: httpx.Response, status: int) -> dict:
@@ -325,7 +465,8 @@ def test_the_worker_streams_whole_characters_and_drops_an_unfinished_tail(shippe
         worker = serve.BatchWorker(ScriptedModel(columns), tokenizer, "cpu", torch.float32, 4, 4, 0.0)
         events = []  # what the worker sends, straight from its thread
         loop = SimpleNamespace(call_soon_threadsafe=lambda put, event: events.append(event))
-        worker._decode([serve.Job(serve.ChatRequest("pebble", None, [1, 5], max_tokens, 0.0, 1.0, True, False), loop)])
+        worker._decode([serve.Job(serve.CompletionRequest("pebble", None, [[1, 5]], max_tokens, 0.0, 1.0, True, False),
+                                 loop)])
         deltas = [e.text for e in events if e.kind == "delta"]
         assert "".join(deltas) == shown and all("\ufffd" not in d for d in deltas)
         assert events[-1].kind == "end" and events[-1].completion_tokens == max_tokens

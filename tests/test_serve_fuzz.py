@@ -1,6 +1,8 @@
-"""Random requests in and around the server's request schema: each one is either accepted or refused with an
-OpenAI-shaped 4xx, never a 5xx, and an accepted prompt holds no control token that its messages' text spelled.
-The parser is driven directly (many cases, no model), then a running server gets such bodies over HTTP."""
+"""Random requests in and around the server's request schemas (chat and plain completions, with n, stop, seed,
+text parts and fields the server does not implement): each one is either accepted or refused with an
+OpenAI-shaped 4xx, never a 5xx; an accepted chat prompt holds no control token that its messages' text spelled,
+and an accepted plain prompt decodes back to its text. The parsers are driven directly (many cases, no model),
+then a running server gets such bodies over HTTP on both endpoints."""
 import contextlib
 import importlib.util
 import json
@@ -25,7 +27,7 @@ _spec.loader.exec_module(serve)
 MODELS = {"pebble": None, "lora_identity": "lora_identity"}
 TOKENIZER = load_tokenizer(str(ROOT / "model"))
 LIMITS = serve.Limits(max_tokens_limit=8, default_max_tokens=4, max_prompt_tokens=256, max_request_bytes=1 << 16,
-                      longest_token_bytes=max(len(b) for b in token_bytes(TOKENIZER)))
+                      longest_token_bytes=max(len(b) for b in token_bytes(TOKENIZER)), max_choices=4)
 
 # Anything JSON can hold, small; and the message text that matters: control-token spellings and their pieces.
 anything = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
@@ -36,16 +38,27 @@ text = st.lists(st.sampled_from(["<|im_end|>", "<|im_start|>", "<|endoftext|>", 
                 | st.text(max_size=4), max_size=6).map("".join)
 numbers = (st.integers(-2, 10) | st.integers() | st.floats() | st.sampled_from([1e-300, 1e-45, 5e-324])
            | st.integers(1, 4).map(lambda k: 10 ** (1000 * k)))  # up to Python's 4300 digits and past them
+options = {"temperature": st.floats(0, 2) | st.sampled_from([1e-300, 1e-45, 5e-324]),
+           "top_p": st.floats(0, 1, exclude_min=True), "stream": st.booleans(), "n": st.integers(1, 3),
+           "stop": text | st.lists(text, max_size=5), "seed": st.integers() | st.integers(-2, 2),
+           "stream_options": st.fixed_dictionaries({"include_usage": st.booleans()}),
+           "presence_penalty": st.sampled_from([0, 0.0, 0.5]), "logprobs": st.booleans(),
+           "response_format": st.sampled_from([{"type": "text"}, {"type": "json_object"}])}
+part = st.fixed_dictionaries({"type": st.sampled_from(["text", "text", "image_url"]), "text": text})
+content = text | st.lists(part, max_size=3)
 valid = st.fixed_dictionaries(
     {"model": st.sampled_from(list(MODELS)),
-     "messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(serve.ROLES), "content": text}),
+     "messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(serve.ROLES), "content": content}),
                           min_size=1, max_size=3),
      "max_tokens": st.integers(1, 6)},
-    optional={"temperature": st.floats(0, 2) | st.sampled_from([1e-300, 1e-45, 5e-324]),
-              "top_p": st.floats(0, 1, exclude_min=True), "stream": st.booleans(), "n": st.just(1),
-              "stream_options": st.fixed_dictionaries({"include_usage": st.booleans()})})
-FIELDS = ["model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stream",
-          "stream_options", "n", "stop", "user", "messages.0", "messages.0.role", "messages.0.content"]
+    optional=options)
+valid_text = st.fixed_dictionaries(
+    {"model": st.sampled_from(list(MODELS)), "prompt": text | st.lists(text, max_size=3),
+     "max_tokens": st.integers(1, 6)},
+    optional={**options, "echo": st.booleans()})
+FIELDS = ["model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stream",
+          "stream_options", "n", "stop", "seed", "user", "logprobs", "tools", "response_format", "messages.0",
+          "messages.0.role", "messages.0.content", "messages.0.name"]
 DELETE = object()
 
 
@@ -66,35 +79,68 @@ def mutated(request: dict, changes: list) -> dict:
 
 
 # A valid request with up to two fields replaced by anything (or removed), as JSON; or bytes that are barely JSON.
-requests = st.builds(mutated, valid, st.lists(st.tuples(st.sampled_from(FIELDS), anything | numbers | st.just(DELETE)),
-                                              max_size=2))
-raw_bodies = st.one_of(
-    requests.map(lambda b: json.dumps(b).encode("utf-8")),
-    st.tuples(requests, st.integers(0, 200)).map(lambda t: json.dumps(t[0]).encode()[:t[1]]),  # cut short
-    st.binary(max_size=64) | st.integers(1, 3000).map(lambda depth: b"[" * depth + b"]" * depth))
+changes = st.lists(st.tuples(st.sampled_from(FIELDS), anything | numbers | st.just(DELETE)), max_size=2)
+requests = st.builds(mutated, valid, changes)
+text_requests = st.builds(mutated, valid_text, changes)
+
+
+def raw(requests: st.SearchStrategy) -> st.SearchStrategy:
+    """Bodies made of these requests: whole, cut short, or bytes that are barely JSON."""
+    return st.one_of(
+        requests.map(lambda b: json.dumps(b).encode("utf-8")),
+        st.tuples(requests, st.integers(0, 200)).map(lambda t: json.dumps(t[0]).encode()[:t[1]]),  # cut short
+        st.binary(max_size=64) | st.integers(1, 3000).map(lambda depth: b"[" * depth + b"]" * depth))
+
+
+raw_bodies, raw_text_bodies = raw(requests), raw(text_requests)
 
 
 def control_ids(ids: list[int]) -> list[int]:
     return [i for i in ids if i in (TOKENIZER.pad_token_id, TOKENIZER.bos_token_id, TOKENIZER.eos_token_id)]
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(raw_bodies)
-def test_every_body_is_a_checked_request_or_a_4xx_in_openai_shape(raw):
+def checked(parse, raw: bytes):
+    """The request parse makes of raw, its common fields checked; None if it was refused with an OpenAI-shaped
+    4xx (as it may be)."""
     try:
-        request = serve.parse_chat_request(raw, MODELS, TOKENIZER, LIMITS)
+        request = parse(raw, MODELS, TOKENIZER, LIMITS)
     except serve.APIError as e:
         assert e.status in (400, 404)
         error = e.body()["error"]
         assert set(error) == {"message", "type", "param", "code"} and 0 < len(error["message"]) < 400
-        return
+        return None
     assert request.model in MODELS and 1 <= request.max_tokens <= LIMITS.max_tokens_limit
     temperature, top_p = request.sampling
     assert (temperature == 0.0 or 1e-5 <= temperature <= 2.0) and 0.0 < top_p <= 1.0
+    assert len(request.rows) == len(request.prompts) * request.n <= LIMITS.max_choices
+    assert all(0 < len(s) for s in request.stop)
+    return request
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw_bodies)
+def test_every_body_is_a_checked_request_or_a_4xx_in_openai_shape(raw):
+    request = checked(serve.parse_chat_request, raw)
+    if request is None:
+        return
+    assert request.chat
     messages = json.loads(raw)["messages"]
     plain = [{"role": m["role"], "content": "x"} for m in messages]  # the template's own control tokens only
-    assert control_ids(request.prompt) == control_ids(encode_prompt(TOKENIZER, plain))
-    assert len(request.prompt) <= LIMITS.max_prompt_tokens
+    assert control_ids(request.prompts[0]) == control_ids(encode_prompt(TOKENIZER, plain))
+    assert len(request.prompts) == 1 and len(request.prompts[0]) <= LIMITS.max_prompt_tokens
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw_text_bodies)
+def test_every_completions_body_is_a_checked_request_or_a_4xx_in_openai_shape(raw):
+    request = checked(serve.parse_text_request, raw)
+    if request is None:
+        return
+    prompt = json.loads(raw)["prompt"]
+    texts = [prompt] if isinstance(prompt, str) else prompt
+    assert not request.chat and len(request.prompts) == len(texts)
+    assert [TOKENIZER.decode(ids) for ids in request.prompts] == texts  # as the tokenizer reads it, nothing lost
+    assert all(0 < len(ids) <= LIMITS.max_prompt_tokens for ids in request.prompts)
 
 
 def test_text_too_long_for_any_tokenization_is_refused_before_tokenizing(monkeypatch):
@@ -112,16 +158,17 @@ def test_text_too_long_for_any_tokenization_is_refused_before_tokenizing(monkeyp
 
 @pytest.fixture(scope="module")
 def fuzz_server(shipped_dir):
-    flags = ["--max_tokens_limit", "8", "--default_max_tokens", "4", "--max_prompt_tokens", "256", "--gather_ms", "0"]
+    flags = ["--max_tokens_limit", "8", "--default_max_tokens", "4", "--max_prompt_tokens", "256", "--gather_ms", "0",
+             "--max_batch", "4"]
     with running_server(shipped_dir, *flags) as (url, _):
         with httpx.Client(base_url=url, timeout=60) as http:
             yield http
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(raw=raw_bodies)
-def test_the_running_server_never_answers_5xx(fuzz_server, raw):
-    r = fuzz_server.post("/chat/completions", content=raw, headers={"Content-Type": "application/json"})
+@settings(max_examples=160, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=raw_bodies | raw_text_bodies, path=st.sampled_from(["/chat/completions", "/completions"]))
+def test_the_running_server_never_answers_5xx(fuzz_server, raw, path):
+    r = fuzz_server.post(path, content=raw, headers={"Content-Type": "application/json"})
     assert r.status_code in (200, 400, 404), (r.status_code, r.text[:300])
     if r.status_code != 200:
         assert set(r.json()["error"]) == {"message", "type", "param", "code"}
@@ -129,4 +176,7 @@ def test_the_running_server_never_answers_5xx(fuzz_server, raw):
         events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
         assert events[-1] == "[DONE]" and all("error" not in json.loads(e) for e in events[:-1])
     else:
-        assert r.json()["choices"][0]["message"]["role"] == "assistant"
+        choices = r.json()["choices"]
+        assert [c["index"] for c in choices] == list(range(len(choices)))
+        assert all(c["message"]["role"] == "assistant" if path == "/chat/completions" else "text" in c
+                   for c in choices)
