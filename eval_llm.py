@@ -4,6 +4,7 @@
     python eval_llm.py --lora_weight lora_identity,lora_medical # the first is active; /lora NAME switches
     python eval_llm.py --prompt "Who are you?" --compare --temperature 0     # base and each adapter
     python eval_llm.py --lora_weight lora_identity --eval_data dataset/lora_identity_eval.jsonl --expect Nova
+    python eval_llm.py --load_from out/hf/full_sft_256 --prompt "Who are you?"   # a transformers export
 
 Chat commands: /lora NAME (switch, loading out/lora/NAME_{hidden} if needed), /lora off, /lora list,
 /reset, /help, /exit (or Ctrl-D). Works with our .safetensors weights and adapters and with MiniMind's .pth
@@ -31,6 +32,7 @@ from trainer.trainer_utils import (TrainConfig, autocast, check_tokenizer_fits, 
                                    resolve_dtype, run_cli)
 
 EXPECT_NEW_TOKENS = 64  # reply length for --expect: enough for a self-introduction
+NATIVE = "model"  # --load_from for our own weights (MiniMind's value for its native weights)
 NOT_ADAPTER_NAMES = ("base", "off")  # labels and commands that an adapter's name would make ambiguous
 
 CHAT_HELP = """commands:
@@ -54,6 +56,10 @@ class GenOptions:
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     """Command-line flags (MiniMind's eval_llm.py names, plus scripting and evaluation)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--load_from", default=NATIVE,
+                   help="model: our weights (--save_dir, --weight) and --tokenizer_path, as MiniMind's 'model' means "
+                        "its own weights; or a transformers folder written by python scripts/convert_model.py hf, "
+                        "loaded with AutoModelForCausalLM with its own tokenizer and no adapters (default: model)")
     p.add_argument("--save_dir", default="out", help="where the weights are: SAVE_DIR/WEIGHT_{hidden}.safetensors "
                    "or .pth, adapters in SAVE_DIR/lora/ (default: out)")
     p.add_argument("--weight", default="full_sft",
@@ -113,6 +119,14 @@ def check_args(args: argparse.Namespace) -> None:
     if args.json and not (scripted or args.eval_data):
         raise PebbleError("--json prints scripted answers or an evaluation; "
                           "add --prompt, --prompts_file or --eval_data")
+    if args.load_from != NATIVE:
+        folder = repo_path(args.load_from)
+        if not (folder / "config.json").is_file():
+            raise PebbleError(f"--load_from {args.load_from}: give {NATIVE} (our weights) or a transformers folder "
+                              f"with a config.json (python scripts/convert_model.py hf writes one); {folder} has none")
+        if parse_names(args.lora_weight):
+            raise PebbleError("--lora_weight adds adapters to our own weights, not to a transformers folder; fold one "
+                              "in with python scripts/convert_model.py hf --merge NAME, or use --load_from model")
 
 
 # ---------------------------------------------------------------- loading the base and its adapters
@@ -128,6 +142,18 @@ def load_base(save_dir: Path, weight: str, hidden_size: int, num_hidden_layers: 
                           "drop the flag (the file knows its shape) or pick the matching --weight")
     check_tokenizer_fits(tokenizer, model, str(path))
     return model, path
+
+
+def load_transformers(folder: Path, tokenizer, device: str):
+    """A transformers folder (scripts/convert_model.py hf) as AutoModelForCausalLM in eval mode -> (model,
+    folder), checked against the tokenizer; remote code runs only where its config names it (an export with
+    --remote_code, whose code is our model_pebble.py)."""
+    from transformers import AutoModelForCausalLM
+
+    remote = "auto_map" in json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    model = AutoModelForCausalLM.from_pretrained(str(folder), trust_remote_code=remote).to(device).eval()
+    check_tokenizer_fits(tokenizer, model, str(folder))
+    return model, folder
 
 
 def adapter_path(save_dir: Path, name: str, hidden_size: int) -> Path:
@@ -461,12 +487,16 @@ def main(argv: Optional[list[str]] = None) -> None:
     # 1. device, precision, tokenizer, and the prompts and data (a bad file fails before the model loads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     dtype = resolve_dtype(args.dtype, device)
-    tokenizer = load_tokenizer(args.tokenizer_path)
+    native = args.load_from == NATIVE  # else a transformers folder with its own tokenizer (and no adapters)
+    tokenizer = load_tokenizer(args.tokenizer_path if native else args.load_from)
     prompts = read_prompts(args.prompt, args.prompts_file)
     data = SFTDataset(repo_path(args.eval_data), tokenizer, args.max_seq_len) if args.eval_data else None
     # 2. the base and its adapters (the first one answers)
     save_dir = repo_path(args.save_dir)
-    model, path = load_base(save_dir, args.weight, args.hidden_size, args.num_hidden_layers, tokenizer, device)
+    if native:
+        model, path = load_base(save_dir, args.weight, args.hidden_size, args.num_hidden_layers, tokenizer, device)
+    else:
+        model, path = load_transformers(repo_path(args.load_from), tokenizer, device)
     positions = model.config.max_position_embeddings  # the KV cache holds prompt and reply, allocated up front
     if args.max_new_tokens >= positions:
         raise PebbleError(f"--max_new_tokens {args.max_new_tokens} does not fit the model's {positions} positions "

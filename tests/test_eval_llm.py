@@ -279,3 +279,25 @@ def test_the_streamer_never_prints_half_a_character():
 def test_a_prompts_file_with_a_byte_order_mark_reads_as_without(tiny, tmp_path):
     (tmp_path / "prompts.txt").write_bytes("\ufeffstone 0?\n河流 3?\n".encode("utf-8"))
     assert eval_llm.read_prompts([], str(tmp_path / "prompts.txt")) == ["stone 0?", "河流 3?"]
+
+
+def test_load_from_a_transformers_export_answers_and_evaluates_like_our_weights(tiny, capsys):
+    from scripts.convert_model import export_hf
+
+    folder = export_hf(tiny.model, tiny.dir / "hf", tokenizer_dir=tiny.dir / "tok")
+    common = [a for a in tiny.common if a != "--tokenizer_path" and a != str(tiny.dir / "tok")]
+    report = {}
+    for load_from in ("model", str(folder)):  # MiniMind's flag: its native weights, or a transformers folder
+        eval_llm.main([*common, "--load_from", load_from, "--tokenizer_path", str(tiny.dir / "tok"), "--json",
+                       "--compare", "--prompt", "stone 0?", "--prompt", "光", "--eval_data", str(tiny.data)])
+        report[load_from] = json.loads(capsys.readouterr().out)
+    ours, theirs = report["model"], report[str(folder)]
+    assert theirs["answers"] == ours["answers"]
+    assert theirs["eval"]["results"]["base"]["loss"] == pytest.approx(ours["eval"]["results"]["base"]["loss"],
+                                                                      abs=1e-4)
+    for args, message in ((["--load_from", str(tiny.dir / "tok")], "has none"),  # a folder without config.json
+                          (["--load_from", str(folder), "--lora_weight", "alpha"], "--merge NAME")):
+        with pytest.raises(SystemExit) as exit_:
+            run_cli(lambda: eval_llm.main([*tiny.common, *args, "--prompt", "hi"]))
+        assert str(exit_.value.code).startswith("error: ") and message in str(exit_.value.code)
+        assert "\n" not in str(exit_.value.code)
