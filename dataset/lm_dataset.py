@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from datasets import Dataset
-from datasets.utils.logging import disable_progress_bar
 
 from model.chat import encode_chats, is_text
 from model.checkpoint import PebbleError
@@ -21,7 +19,6 @@ from model.checkpoint import PebbleError
 IGNORE_INDEX = -100
 ROLES = ("system", "user", "assistant")
 
-disable_progress_bar()  # the trainers draw their own bar; datasets' per-step bars are noise
 
 
 def check_line(obj, kind: str) -> Optional[str]:
@@ -109,9 +106,10 @@ def assistant_labels(ids: list[int], start: list[int], end_id: int) -> list[int]
 
 
 class TokenizedJsonl(torch.utils.data.Dataset):
-    """A checked JSONL file held as a `datasets.Dataset`, tokenized once up front (not at every step)."""
+    """A checked JSONL file, tokenized once up front (not at every step) and held as one int32 tensor per sample."""
 
     kind = ""
+    chunk = 1000  # records tokenized at a time: the Python lists of a whole large file would not fit in memory
 
     def __init__(self, data_path, tokenizer, max_seq_len: int = 340, skip_bad_lines: bool = False,
                  sample: Optional[tuple[int, int]] = None, exclude: str = ""):
@@ -125,24 +123,24 @@ class TokenizedJsonl(torch.utils.data.Dataset):
         if sample is not None:
             keep = torch.randperm(len(records), generator=torch.Generator().manual_seed(sample[1]))[:sample[0]]
             records = [records[i] for i in sorted(keep.tolist())]
-        # Only the checked field goes to Arrow, so stray extra fields of mixed types cannot break the load.
-        raw = Dataset.from_dict({self.kind: records})
-        self.data = raw.map(self.tokenize, batched=True, remove_columns=[self.kind], fn_kwargs={"tokenizer": tokenizer})
-        self.data.set_format("python")
-        lengths = self.data["length"]
-        self.num_truncated = sum(n > max_seq_len for n in lengths)
-        self.lengths = [min(n, max_seq_len) for n in lengths]
+        self.input_ids: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+        for start in range(0, len(records), self.chunk):
+            columns = self.tokenize({self.kind: records[start:start + self.chunk]}, tokenizer)
+            self.input_ids += [torch.tensor(x, dtype=torch.int32) for x in columns["input_ids"]]
+            self.labels += [torch.tensor(x, dtype=torch.int32) for x in columns["labels"]]
+        self.num_truncated = sum(len(x) > max_seq_len for x in self.input_ids)
+        self.lengths = [min(len(x), max_seq_len) for x in self.input_ids]
 
     def tokenize(self, batch: dict, tokenizer) -> dict:
         raise NotImplementedError
 
     def __len__(self) -> int:
-        return len(self.data)
+        return len(self.input_ids)
 
     def __getitem__(self, i: int) -> dict:
-        row = self.data[i]
         n = self.max_seq_len
-        return {"input_ids": row["input_ids"][:n], "labels": row["labels"][:n]}
+        return {"input_ids": self.input_ids[i][:n].tolist(), "labels": self.labels[i][:n].tolist()}
 
 
 class PretrainDataset(TokenizedJsonl):

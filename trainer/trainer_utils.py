@@ -476,10 +476,11 @@ def load_data(cfg: TrainConfig, dataset_cls: type, tokenizer):
     """The training data, tokenized; prints how many samples, how many were truncated or skipped and why."""
     data = dataset_cls(repo_path(cfg.data_path), tokenizer, cfg.max_seq_len, skip_bad_lines=bool(cfg.skip_bad_lines))
     # A target at position t is predicted from the tokens before it, so position 0 never counts.
-    empty = sum(all(x == IGNORE_INDEX for x in labels[1:cfg.max_seq_len]) for labels in data.data["labels"])
+    empty = sum(bool((labels[1:cfg.max_seq_len] == IGNORE_INDEX).all()) for labels in data.labels)
     if empty == len(data):
         raise PebbleError(f"with --max_seq_len {cfg.max_seq_len} no sample of {cfg.data_path} keeps a target token "
-                          f"to learn from (the longest has {max(data.data['length'])} tokens); raise --max_seq_len")
+                          f"to learn from (the longest has {max(map(len, data.input_ids))} tokens); raise "
+                          "--max_seq_len")
     if is_main_process():
         print(f"{len(data)} samples from {cfg.data_path}; {data.num_truncated} truncated to {cfg.max_seq_len} tokens"
               + (f", {empty} of them to no target token (they teach nothing)" if empty else ""))
