@@ -1,9 +1,10 @@
-"""Convert Pebble weights to and from the Hugging Face formats: a transformers folder, PEFT LoRA adapters.
+"""Convert Pebble weights to and from other formats: a transformers folder, PEFT LoRA adapters, MiniMind adapters.
 
     python scripts/convert_model.py hf                                 # out/full_sft_256 -> out/hf/full_sft_256/
     python scripts/convert_model.py hf --merge lora_identity           # the same with an adapter folded in
     python scripts/convert_model.py peft-export --adapter lora_medical # -> out/peft/lora_medical_256/
     python scripts/convert_model.py peft-import --peft_dir DIR --name my_lora   # -> out/lora/my_lora_256.safetensors
+    python scripts/convert_model.py minimind-export --adapter lora_square     # -> out/lora_square_256.pth
 
 `hf` writes config.json, model.safetensors (our key names, tied lm_head left out as transformers expects),
 generation_config.json and the tokenizer files. config.json names transformers' own Qwen3ForCausalLM (weights with
@@ -14,6 +15,8 @@ PebbleForCausalLM instead, with a copy of model/model_pebble.py (then pass trust
 finds it from any working directory. PEFT adapters name a module's matrices
 `base_model.model.{module}.lora_A.weight` [r, in] and `lora_B.weight` [out, r], with scale lora_alpha / r
 (lora_alpha / sqrt(r) under rsLoRA); ours are `{module}.lora.A.weight` / `lora.B.weight` with scale alpha / r.
+`minimind-export` writes MiniMind's own adapter file (float16, scale folded in, square layers only: see
+export_minimind); an adapter trained with --targets square carries over whole (up to float16 rounding).
 """
 import argparse
 import json
@@ -321,6 +324,67 @@ def import_peft(peft_dir: PathLike, model: PebbleForCausalLM, out_path: PathLike
     return save_tensors(tensors, repo_path(out_path), meta)
 
 
+# ---------------------------------------------------------------- Pebble adapter -> MiniMind .pth
+
+MINIMIND_RANK = 16  # the rank MiniMind's apply_lora builds by default (8 in its older releases)
+
+
+def leaf_names(paths: Sequence[str]) -> str:
+    """The distinct last parts of module paths, in order: 'q_proj, o_proj'."""
+    return ", ".join(dict.fromkeys(p.split(".")[-1] for p in paths))
+
+
+def export_minimind(model: nn.Module, name: str, out_path: PathLike, rank: int = MINIMIND_RANK,
+                    square_only: bool = False) -> Path:
+    """Write adapter `name` as a `.pth` that MiniMind's load_lora reads, and return the path.
+
+    MiniMind attaches a rank-`rank` adapter, computing W x + B (A x), to every square linear layer and loads the
+    file into each strictly. So the file holds float16 `{module}.lora.A.weight` (rank, in) and `.lora.B.weight`
+    (out, rank) for exactly those layers: our scale alpha / r folded into B, a lower rank padded with zero rows of
+    A and zero columns of B (B A is unchanged), and a zero adapter for a square layer ours leaves alone. Layers
+    that are not square cannot be carried; square_only leaves them out (the result then computes something else).
+    """
+    adapters = {path: layer.lora[name] for path, layer in lora_layers(model) if name in layer.lora}
+    if not adapters:
+        have = ", ".join(adapter_names(model)) or "none"
+        raise PebbleError(f"no adapter named {name!r} is attached to the model (it has: {have}); load it first")
+    if rank <= 0:
+        raise PebbleError(f"--rank must be positive, got {rank}")
+    square = find_targets(model, "square")
+    dropped = [p for p in adapters if p not in square]
+    kept = [p for p in adapters if p in square]
+    if dropped and not square_only:
+        raise PebbleError(f"{name} adapts {leaf_names(dropped)}, which are not square (in_features != out_features), "
+                          f"and MiniMind attaches adapters only to square layers ({leaf_names(square)}); train it "
+                          f"with --targets square, or pass --square_only to export only its square part, which then "
+                          f"computes something else")
+    if not kept:
+        raise PebbleError(f"{name} adapts only {leaf_names(dropped)} and no square layer, so no part of it fits "
+                          "MiniMind; train it with --targets square")
+    if dropped:
+        print(f"warning: {name} also adapts {leaf_names(dropped)}, which MiniMind cannot carry; the file holds only "
+              f"its {leaf_names(kept)} part and answers differently from the whole adapter")
+    too_high = max(adapters[p].rank for p in kept)
+    if too_high > rank:
+        raise PebbleError(f"{name} has rank {too_high}, above --rank {rank}; pass --rank {too_high} and build the "
+                          f"adapters in MiniMind with apply_lora(model, rank={too_high})")
+    tensors = {}
+    for path in square:
+        layer = model.get_submodule(path)
+        a = torch.zeros(rank, layer.in_features)  # (rank, in)
+        b = torch.zeros(layer.out_features, rank)  # (out, rank)
+        if path in adapters:
+            adapter = adapters[path]
+            a[:adapter.rank] = adapter.A.weight.detach().float()
+            b[:, :adapter.rank] = adapter.B.weight.detach().float() * adapter.scale
+        tensors[f"{path}.lora.A.weight"], tensors[f"{path}.lora.B.weight"] = a.half(), b.half()
+    for key, value in tensors.items():
+        if not torch.isfinite(value).all():
+            raise PebbleError(f"{key} exceeds float16's range once alpha / r is folded in, so MiniMind's float16 "
+                              "file cannot hold this adapter")
+    return atomic_write(repo_path(out_path), lambda tmp: torch.save(tensors, tmp))
+
+
 # ---------------------------------------------------------------- command line
 
 def find_adapter(spec: str, save_dir: Path, hidden_size: int) -> Path:
@@ -339,7 +403,7 @@ def base_reference(spec: str) -> str:
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """The subcommand and its flags (each subcommand takes the base-model flags too)."""
     top = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    top.add_argument("command", choices=("hf", "peft-export", "peft-import"))
+    top.add_argument("command", choices=("hf", "peft-export", "peft-import", "minimind-export"))
     top.add_argument("rest", nargs=argparse.REMAINDER, help="the subcommand's flags (see COMMAND --help)")
     first = top.parse_args(argv)
     parser = base_model_parser(f"convert_model.py {first.command}")
@@ -356,6 +420,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.add_argument("--base_model_name_or_path", default="",
                             help="the base folder (written as an absolute path) or a Hub id; "
                                  "default: SAVE_DIR/hf/{weight}_{hidden}")
+    elif first.command == "minimind-export":
+        parser.add_argument("--adapter", required=True, help="an adapter name (as eval_llm finds it) or file")
+        parser.add_argument("--out", default="", help="default: SAVE_DIR/{adapter}_{hidden}.pth, where MiniMind "
+                                                      "looks for it")
+        parser.add_argument("--rank", type=int, default=MINIMIND_RANK,
+                            help="the rank of MiniMind's apply_lora (16; 8 in older releases); lower ranks are "
+                                 "padded with zeros")
+        parser.add_argument("--square_only", action="store_true",
+                            help="leave out the adapter's non-square layers (MiniMind cannot carry them); the "
+                                 "result then differs from the adapter")
     else:
         parser.add_argument("--peft_dir", required=True, help="a folder with adapter_config.json")
         parser.add_argument("--name", default="", help="adapter name; default: the folder's name")
@@ -388,6 +462,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             if not Path(base).is_dir():
                 print(f"note: the base folder {base} does not exist yet; write it with convert_model.py hf")
         out = export_peft(model, adapter, args.out_dir or save_dir / "peft" / f"{adapter}_{args.hidden_size}", base)
+    elif args.command == "minimind-export":
+        adapter = load_lora(model, find_adapter(args.adapter, save_dir, args.hidden_size))
+        out_path = args.out or save_dir / f"{adapter}_{args.hidden_size}.pth"
+        out = export_minimind(model, adapter, out_path, args.rank, args.square_only)
     else:
         name = args.name or repo_path(args.peft_dir).name
         out_path = args.out or save_dir / "lora" / f"{name}_{args.hidden_size}.safetensors"
