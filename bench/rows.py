@@ -210,6 +210,6 @@ def main_job(base: Path, avx2_only: bool, dtype: str, max_steps: int = 0) -> dic
         wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"train_lora.py failed: {proc.stderr[-2000:]}")
-    done = re.search(r"after (\d+) steps, .* ([\d.]+) s of training", proc.stdout)
+    done = re.search(r"after (\d+) steps, ([\d.]+) s of training", proc.stdout)
     chosen = re.search(r"dtype torch\.(\w+)", proc.stdout)
     return {"wall_s": wall, "train_s": float(done.group(2)), "steps": int(done.group(1)), "dtype": chosen.group(1)}

@@ -12,7 +12,7 @@ from dataset.lm_dataset import SFTDataset
 from model import PebbleConfig, PebbleForCausalLM
 from model.checkpoint import PebbleError, exclusive_run
 from trainer.train_lora import LoRATrainConfig, probe_prompts
-from trainer.trainer_utils import TrainConfig, load_data, load_tokenizer, train
+from trainer.trainer_utils import TrainConfig, load_data, load_tokenizer, parse_config, train
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=6400)
@@ -133,3 +133,31 @@ def test_a_second_run_writing_the_same_adapter_stops_and_names_the_first(tmp_pat
     assert not (out / "lora" / "twin_256.safetensors").exists()
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300)  # once it is done, the name is free
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_minimind_flags_are_accepted_bare_or_with_a_value(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["train_lora.py", "--use_compile", "--num_workers", "8", "--use_wandb",
+                                      "--wandb_project", "p", "--from_resume"])
+    pytest.importorskip("tensorboard")
+    cfg = parse_config(LoRATrainConfig, "")
+    assert (cfg.compile, cfg.use_wandb, cfg.wandb_project, cfg.from_resume, cfg.num_workers) == (1, 1, "p", 1, 8)
+    monkeypatch.setattr(sys, "argv", ["train_lora.py", "--use_wandb", "0"])
+    assert parse_config(LoRATrainConfig, "").use_wandb == 0
+
+
+def test_use_wandb_logs_every_metrics_line_to_the_tracker(tokenizer, tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for name in ("wandb", "swanlab"):  # make the run use TensorBoard even where another tracker is installed
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setattr("trainer.tracking.find_spec", lambda name: None if name != "tensorboard" else object())
+    path = write_conversations(tmp_path / "d.jsonl", 16)
+    summary = tiny_train(tmp_path, SFTDataset(path, tokenizer, 64), path, max_steps=4, use_wandb=1,
+                         wandb_project="guards")
+    events = EventAccumulator(str(next((tmp_path / "out" / "runs" / "guards").iterdir())))
+    events.Reload()
+    logged = [json.loads(line) for line in open(tmp_path / "out" / "run.log.jsonl")]
+    assert [e.step for e in events.Scalars("loss")] == [r["step"] for r in logged] == [1, 2, 3, 4]
+    assert [round(e.value, 4) for e in events.Scalars("loss")] == [r["loss"] for r in logged]
+    assert summary["steps"] == 4

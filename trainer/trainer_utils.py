@@ -28,6 +28,7 @@ from dataset.lm_dataset import IGNORE_INDEX, PadCollator
 from model.checkpoint import (PebbleError, exclusive_run, load_model, load_tensors, repo_path, save_model,
                               save_tensors, weight_path)
 from model.model_pebble import PebbleConfig, PebbleForCausalLM
+from trainer.tracking import Tracker, installed_backend
 
 
 @dataclass
@@ -58,9 +59,17 @@ class TrainConfig:
     max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs); for smoke tests
     seed: int = 42
     skip_bad_lines: int = 0  # 1: leave out malformed JSONL lines (and list them) instead of stopping
-    # 1: torch.compile the training forward. On the 2-core CPU a LoRA step got ~15% faster after ~70 s of
-    # compiling, a loss for the 433-step demo job; worth it for long runs and on GPUs.
+    # 1: torch.compile the training forward: compiling takes a while (see the README), so it pays off on long
+    # runs and GPUs, not on the short demo jobs. --use_compile is MiniMind's name for it.
     compile: int = 0
+    use_compile: int = 0
+    # MiniMind's experiment tracking flags: 1 also logs the metrics to wandb, swanlab or TensorBoard (the first
+    # one installed; offline when there is no network). pip install -r requirements-track.txt
+    use_wandb: int = 0
+    wandb_project: str = "Pebble"
+    # Accepted so that MiniMind command lines run; data is tokenized up front and batches are built in the main
+    # process, so no loader workers are started.
+    num_workers: int = 0
 
     def validate(self) -> None:
         """Reject values no run can use, with the flag's name."""
@@ -77,6 +86,8 @@ class TrainConfig:
         if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
             raise PebbleError(f"--dtype must be auto, bfloat16, float16 or float32, got {self.dtype!r}")
         resolve_device(self.device)
+        if self.use_wandb:
+            installed_backend()  # a missing tracker stops the run now, not after the data and model are loaded
 
 
 def check_range(flag: str, value: float, low: float, high: float = math.inf, low_open: bool = False) -> None:
@@ -109,14 +120,19 @@ def resolve_device(name: str) -> str:
     raise PebbleError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
 
 
+SWITCHES = ("from_resume", "compile", "use_compile", "use_wandb", "skip_bad_lines")  # 0/1 flags
+
+
 def parse_config(cls: type, description: str, **defaults) -> "TrainConfig":
     """Map the dataclass fields of cls onto argparse flags (with per-stage defaults) and parse argv."""
     parser = argparse.ArgumentParser(description=description)
     for f in dataclasses.fields(cls):
         default = defaults.get(f.name, f.default)
+        switch = {"nargs": "?", "const": 1} if f.name in SWITCHES else {}  # MiniMind writes them bare: --use_wandb
         parser.add_argument(f"--{f.name}", type=type(f.default), default=default,
-                            help=f.metadata.get("help", f"(default: {default})"))
+                            help=f.metadata.get("help", f"(default: {default})"), **switch)
     cfg = cls(**vars(parser.parse_args()))
+    cfg.compile = cfg.compile or cfg.use_compile
     cfg.validate()
     return cfg
 
@@ -255,7 +271,7 @@ def save_checkpoint(path: Path, model, optimizer, progress: dict) -> None:
 
 # Flags that may change between a run and its resumption: they do not change what is trained.
 RESUMABLE_FLAGS = ("from_resume", "max_steps", "log_interval", "save_interval", "device", "dtype", "compile",
-                   "probe_count", "skip_bad_lines")
+                   "use_compile", "probe_count", "skip_bad_lines", "use_wandb", "wandb_project", "num_workers")
 
 
 def run_signature(cfg: TrainConfig, dataset, world: int) -> dict:
@@ -390,6 +406,8 @@ def train(
             print(f"no checkpoint at {ckpt_path}; starting from step 0")
     saved_at = start or None  # the step whose checkpoint is on disk, if any
     log = MetricsLog(save_dir / f"{run_name}.log.jsonl", fresh=start == 0)
+    tracker = (Tracker.start(cfg.wandb_project, run_name, dataclasses.asdict(cfg), cfg.save_dir)
+               if cfg.use_wandb and is_main_process() else None)
 
     def checkpoint(step: int) -> None:
         nonlocal saved_at
@@ -443,12 +461,16 @@ def train(
                     "grad_norm": round(float(grad_norm), 4), "tokens_per_s": round(tokens / elapsed, 1),
                     "elapsed_s": round(elapsed, 1)}
             log.write(last)
+            if tracker:
+                tracker.log(last, done)
             bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{last['tokens_per_s']:.0f}")
             loss_sum, loss_n = 0.0, 0
         if done % cfg.save_interval == 0 and done < total:
             checkpoint(done)
     bar.close()
     checkpoint(total)
+    if tracker:
+        tracker.finish()
     return {"steps": total, "dtype": str(dtype).replace("torch.", ""), **last}
 
 
