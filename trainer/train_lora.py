@@ -51,14 +51,16 @@ class LoRATrainConfig(TrainConfig):
     # General chat mixed into the task data, as a share of the task's size ("none" or 0 to turn off). Replaying
     # what the base was tuned on keeps the adapter from overwriting everything else the base does.
     replay_data: str = "dataset/sft_demo.jsonl"
-    replay_ratio: float = 1.0
+    replay_ratio: float = 0.5
     # Replayed conversations containing this text are left out: the demo base's answers about itself, which an
     # identity adapter is meant to change, not keep ("" keeps every conversation).
     replay_exclude: str = "Pebble"
     # What the replayed replies teach: "kl" pulls the adapted model's next-token distribution towards the
     # frozen base's own (self-distillation: keep what the base does); "ce" fits the replayed text itself.
     replay_loss: str = "kl"
-    replay_weight: float = 2.0  # with --replay_loss kl: weight of a replayed token's KL against a task token's CE
+    # With --replay_loss kl: weight of a replayed token's KL against a task token's CE. Fewer replayed rows with a
+    # larger weight kept general chat as well as more rows with a smaller one, for less compute (README).
+    replay_weight: float = 8.0
 
     def validate(self) -> None:
         super().validate()
@@ -160,7 +162,7 @@ def show_probes(model, tokenizer, prompts: list[str], title: str) -> None:
 
 def main() -> None:
     cfg = parse_config(LoRATrainConfig, __doc__, data_path="dataset/lora_identity.jsonl", from_weight="full_sft",
-                       learning_rate=5e-3, epochs=4, batch_size=16, save_interval=100, log_interval=5)
+                       learning_rate=8e-3, epochs=2, batch_size=16, save_interval=100, log_interval=5)
     # 1. processes, device, tokenizer, data
     rank, world, device = setup_distributed(cfg.device)
     cfg.save_dir = str(repo_path(cfg.save_dir))
