@@ -207,11 +207,11 @@ def minimind_command(data: Path, max_seq_len: int, workers: int) -> list[str]:
 # ---------------------------------------------------------------- reading the output
 
 def pebble_steps_and_training(run: Run) -> tuple[int, float]:
-    """(steps, training seconds) from our trainer's closing 'wrote ... after N steps, ..., E s' line."""
-    found = run.last(r"after \d+ steps.*, [\d.]+ s$")
+    """(steps, training seconds) from our trainer's closing 'wrote ... after N steps, E s of training' line."""
+    found = run.last(r"after \d+ steps, [\d.]+ s of training")
     if not found:
         raise PebbleError("our trainer printed no 'wrote ... after N steps' line")
-    m = re.search(r"after (\d+) steps.*, ([\d.]+) s$", found[1])
+    m = re.search(r"after (\d+) steps, ([\d.]+) s of training", found[1])
     return int(m.group(1)), float(m.group(2))
 
 
