@@ -1,6 +1,6 @@
 """Pebble's speed and memory benchmark: LoRA training, generation and adapter switching on this machine.
 
-    python bench/run.py                          # all rows (about 5 minutes on 2 idle cores); writes bench/RESULTS.md
+    python bench/run.py                          # all rows (about 10 minutes on 2 idle cores); writes bench/RESULTS.md
     python bench/run.py --quick                  # smoke run with tiny models (< 2 minutes); prints the table only
     python bench/run.py --only kv_cache,switch   # a subset, by name or number; prints only unless --out is given
 
@@ -55,7 +55,7 @@ class Plan:
     bf16_steps: int  # row 9
 
 
-# About 5 minutes on an idle 2-core CPU (the budget is 15): odd repeat counts, so a median is one measured run.
+# About 8 minutes on an idle 2-core CPU before row 11 runs the main job twice: odd repeat counts, so a median is one measured run.
 FULL = Plan(FULL_SIZES, True, train_batches=6, train_repeats=7, gen_tokens=256, gen_repeats=5, decode_repeats=5,
             switches=200, small_repeats=9, forward_inner=10, matmul_sizes=(1024, 2048), matmul_repeats=5, bf16_steps=4)
 QUICK = Plan(QUICK_SIZES, False, train_batches=2, train_repeats=2, gen_tokens=256, gen_repeats=2, decode_repeats=2,
