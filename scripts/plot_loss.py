@@ -1,15 +1,17 @@
 """Turn training logs (out/*.log.jsonl, one JSON object per logged step) into a PNG loss curve.
 
     python scripts/plot_loss.py out/pretrain_256.log.jsonl out/full_sft_256.log.jsonl --out out/loss.png
-Needs matplotlib, which is optional: pip install -r requirements-plot.txt
+The PNG needs matplotlib, which is optional (pip install -r requirements-plot.txt); without it each curve is
+drawn as text in the terminal.
 """
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-MISSING_MATPLOTLIB = "error: plotting needs matplotlib, which is optional; pip install -r requirements-plot.txt"
+MISSING_MATPLOTLIB = "(matplotlib is not installed, so no PNG: pip install -r requirements-plot.txt for one)"
 
 
 def read_log(path: Path) -> tuple[list[int], list[float]]:
@@ -31,6 +33,22 @@ def read_log(path: Path) -> tuple[list[int], list[float]]:
     return steps, losses
 
 
+def text_plot(name: str, steps: list[int], losses: list[float], width: int = 60, height: int = 12) -> str:
+    """The loss against the step as rows of characters: a log-scale y axis, one column per slice of the steps."""
+    low, high = math.log(min(losses)), math.log(max(losses))
+    span = (high - low) or 1.0
+    columns = [min(range(len(steps)), key=lambda i: abs(steps[i] - (steps[0] + (steps[-1] - steps[0]) * c /
+                                                                      max(width - 1, 1)))) for c in range(width)]
+    heights = [round((math.log(losses[i]) - low) / span * (height - 1)) for i in columns]  # 0 = the lowest loss
+    rows = []
+    for h in range(height - 1, -1, -1):
+        label = f"{max(losses):8.3f} |" if h == height - 1 else f"{min(losses):8.3f} |" if h == 0 else " " * 9 + "|"
+        rows.append(label + "".join("*" if x == h else " " for x in heights))
+    rows.append(" " * 9 + "+" + "-" * width)
+    rows.append(" " * 10 + f"step {steps[0]}".ljust(width - len(f"step {steps[-1]}")) + f"step {steps[-1]}")
+    return f"{name} (loss, log scale)\n" + "\n".join(rows)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Plot the loss of each log against the optimizer step, on a log scale, into one PNG."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,7 +59,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         import matplotlib
     except ImportError:
-        sys.exit(MISSING_MATPLOTLIB)
+        for name, (steps, losses) in curves.items():
+            print(text_plot(name, steps, losses) + "\n")
+        print(MISSING_MATPLOTLIB)
+        return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

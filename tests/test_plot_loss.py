@@ -1,4 +1,4 @@
-"""scripts/plot_loss.py: matplotlib is optional, so its absence and bad logs end in one line, not a traceback."""
+"""scripts/plot_loss.py: matplotlib is optional (without it the curve is drawn as text); bad logs end in one line."""
 import json
 import sys
 
@@ -12,12 +12,17 @@ def write_log(path, records) -> str:
     return str(path)
 
 
-def test_without_matplotlib_it_names_the_optional_requirements_file(tmp_path, monkeypatch):
+def test_without_matplotlib_the_curve_is_drawn_as_text(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
-    log = write_log(tmp_path / "run_64.log.jsonl", [{"step": 1, "loss": 2.0}])
-    with pytest.raises(SystemExit) as exit_info:
-        main([log, "--out", str(tmp_path / "loss.png")])
-    assert exit_info.value.code == MISSING_MATPLOTLIB and "requirements-plot.txt" in MISSING_MATPLOTLIB
+    losses = [8.0 * 0.9 ** i for i in range(40)]  # falling: the first point is the top row, the last the bottom
+    log = write_log(tmp_path / "run_64.log.jsonl", [{"step": 5 * (i + 1), "loss": v} for i, v in enumerate(losses)])
+    main([log, "--out", str(tmp_path / "loss.png")])
+    out = capsys.readouterr().out
+    rows = [r for r in out.splitlines() if "|" in r]
+    assert rows[0].startswith(f"{max(losses):8.3f} |*") and rows[-1].startswith(f"{min(losses):8.3f} |")
+    assert rows[-1].endswith("*") and "step 5" in out and "step 200" in out
+    assert sum(r.count("*") for r in rows) == 60  # one point in each of the 60 columns
+    assert MISSING_MATPLOTLIB in out and "requirements-plot.txt" in MISSING_MATPLOTLIB
     assert not (tmp_path / "loss.png").exists()
 
 
