@@ -29,7 +29,7 @@ from model.chat import Messages, TextStream, generate_replies, token_bytes
 from model.checkpoint import PebbleError, load_model, repo_path, weight_path
 from model.model_lora import ActiveSpec, adapter_active, adapter_names, load_lora, lora_layers, set_active_lora
 from trainer.trainer_utils import (TrainConfig, autocast, check_tokenizer_fits, count_parameters, load_tokenizer,
-                                   resolve_dtype, run_cli)
+                                   resolve_device, resolve_dtype, run_cli)
 
 EXPECT_NEW_TOKENS = 64  # reply length for --expect: enough for a self-introduction
 NATIVE = "model"  # --load_from for our own weights (MiniMind's value for its native weights)
@@ -485,7 +485,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     """Load the base and adapters, then answer the scripted prompts, evaluate, or chat."""
     args = parse_args(argv)
     # 1. device, precision, tokenizer, and the prompts and data (a bad file fails before the model loads)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = resolve_device(args.device)  # one clear line for a device this PyTorch cannot use
     dtype = resolve_dtype(args.dtype, device)
     native = args.load_from == NATIVE  # else a transformers folder with its own tokenizer (and no adapters)
     tokenizer = load_tokenizer(args.tokenizer_path if native else args.load_from)

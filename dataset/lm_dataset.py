@@ -20,7 +20,6 @@ IGNORE_INDEX = -100
 ROLES = ("system", "user", "assistant")
 
 
-
 def check_line(obj, kind: str) -> Optional[str]:
     """Describe what is wrong with one parsed JSONL record of the given kind, or None if it is usable."""
     if not isinstance(obj, dict):
@@ -151,7 +150,7 @@ class PretrainDataset(TokenizedJsonl):
     def tokenize(self, batch: dict, tokenizer) -> dict:
         ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
         ids = [[tokenizer.bos_token_id] + x + [tokenizer.eos_token_id] for x in ids]
-        return {"input_ids": ids, "labels": ids, "length": [len(x) for x in ids]}
+        return {"input_ids": ids, "labels": ids}
 
 
 class SFTDataset(TokenizedJsonl):
@@ -163,7 +162,7 @@ class SFTDataset(TokenizedJsonl):
         ids = encode_chats(tokenizer, batch["conversations"])
         start = tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
         labels = [assistant_labels(x, start, tokenizer.eos_token_id) for x in ids]
-        return {"input_ids": ids, "labels": labels, "length": [len(x) for x in ids]}
+        return {"input_ids": ids, "labels": labels}
 
 
 class ConcatDatasets(torch.utils.data.Dataset):

@@ -69,7 +69,8 @@ import torch
 from eval_llm import adapter_files, adapter_path, load_adapter, load_base, parse_names
 from model.chat import TextStream, encode_prompt, generate_tokens, sampling_settings, token_bytes
 from model.checkpoint import PebbleError, repo_path
-from trainer.trainer_utils import autocast, base_model_parser, load_tokenizer, resolve_dtype, run_cli
+from trainer.trainer_utils import (autocast, base_model_parser, load_tokenizer, resolve_device, resolve_dtype,
+                                   run_cli)
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -874,7 +875,7 @@ def served_models(model, save_dir: Path, hidden_size: int,
 def build_app(args: argparse.Namespace) -> tuple["FastAPI", BatchWorker]:
     """Load the base, its adapters and the tokenizer as the flags say -> (FastAPI app, worker)."""
     require_server_deps()
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = resolve_device(args.device)  # one clear line for a device this PyTorch cannot use
     tokenizer = load_tokenizer(args.tokenizer_path)
     save_dir = repo_path(args.save_dir)
     model, _ = load_base(save_dir, args.weight, args.hidden_size, 0, tokenizer, device)

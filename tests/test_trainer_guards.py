@@ -161,3 +161,11 @@ def test_use_wandb_logs_every_metrics_line_to_the_tracker(tokenizer, tmp_path, m
     assert [e.step for e in events.Scalars("loss")] == [r["step"] for r in logged] == [1, 2, 3, 4]
     assert [round(e.value, 4) for e in events.Scalars("loss")] == [r["loss"] for r in logged]
     assert summary["steps"] == 4
+
+
+@pytest.mark.parametrize("script", ["eval_llm.py", "scripts/serve_openai_api.py"])
+def test_eval_and_the_server_refuse_a_bad_device_as_the_trainers_do(script):
+    proc = subprocess.run([sys.executable, str(ROOT / script), "--device", "junk"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == ["error: --device must be auto, cpu, cuda, cuda:N or mps, got 'junk'"]

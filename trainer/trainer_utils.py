@@ -94,9 +94,8 @@ def check_range(flag: str, value: float, low: float, high: float = math.inf, low
     """A numeric flag must be a finite number in [low, high] (or (low, high] with low_open)."""
     below = value <= low if low_open else value < low
     if not math.isfinite(value) or below or value > high:
-        interval = f"{'(' if low_open else '['}{low}, {high if math.isfinite(high) else 'inf'}"
-        raise PebbleError(f"--{flag} must be a finite number in {interval}{']' if math.isfinite(high) else ')'}, "
-                          f"got {value}")
+        interval = ("(" if low_open else "[") + f"{low}, " + (f"{high}]" if math.isfinite(high) else "inf)")
+        raise PebbleError(f"--{flag} must be a finite number in {interval}, got {value}")
 
 
 def resolve_device(name: str) -> str:
