@@ -11,7 +11,7 @@ import torch
 from dataset.lm_dataset import SFTDataset
 from model import PebbleConfig, PebbleForCausalLM
 from model.checkpoint import PebbleError, exclusive_run
-from trainer.train_lora import LoRATrainConfig, probe_prompts
+from trainer.train_lora import LoRATrainConfig, parse_blocks, probe_prompts
 from trainer.trainer_utils import TrainConfig, load_data, load_tokenizer, parse_config, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,3 +169,24 @@ def test_eval_and_the_server_refuse_a_bad_device_as_the_trainers_do(script):
                           timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == ["error: --device must be auto, cpu, cuda, cuda:N or mps, got 'junk'"]
+
+
+@pytest.mark.parametrize("spec", ["5-3", "8", "7-8", "x", "-1"])
+def test_lora_blocks_outside_the_model_are_refused(spec):
+    with pytest.raises(PebbleError, match="--lora_blocks"):
+        parse_blocks(spec, 8)
+
+
+def test_lora_blocks_adapts_only_those_blocks_and_backward_stops_there():
+    from model import apply_lora
+
+    model = PebbleForCausalLM(PebbleConfig(**{**TINY, "num_hidden_layers": 3}))
+    apply_lora(model, rank=2, targets="all", verbose=False, blocks=parse_blocks("1-2", 3))
+    trained = {n.split(".lora.")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trained and all(n.startswith(("model.layers.1.", "model.layers.2.")) for n in trained)
+    outputs = {}
+    for i in (0, 1):
+        model.model.layers[i].register_forward_hook(lambda m, args, out, i=i: outputs.__setitem__(i, out))
+    ids = torch.randint(3, 100, (2, 8))
+    model(ids, labels=ids).loss.backward()
+    assert outputs[1].requires_grad and not outputs[0].requires_grad  # backward stops at block 1

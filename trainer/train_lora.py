@@ -82,10 +82,10 @@ def parse_blocks(spec: str, num_blocks: int) -> Optional[list[int]]:
     if spec == "all":
         return None
     match = re.fullmatch(r"(\d+)(?:-(\d+))?", spec.strip())
-    first, last = (int(match.group(1)), int(match.group(2) or match.group(1))) if match else (1, 0)
-    if not match or first > last or last >= num_blocks:
+    blocks = list(range(int(match[1]), int(match[2] or match[1]) + 1)) if match else []  # "5-3": none
+    if not blocks or blocks[-1] >= num_blocks:
         raise PebbleError(f"--lora_blocks must be all or a range FIRST-LAST within 0-{num_blocks - 1}, got {spec!r}")
-    return list(range(first, last + 1))
+    return blocks
 
 
 def hold_frozen_linears(model: torch.nn.Module, dtype: torch.dtype) -> None:
