@@ -1,5 +1,6 @@
 """A careless or hostile command line never trains the wrong thing silently: bad flag values, resuming another
 run, data that truncation empties and odd data lines each end in one clear sentence, or in a correct run."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -75,12 +76,25 @@ def tiny_train(tmp_path: Path, data, data_path: Path, **overrides) -> dict:
     return train(PebbleForCausalLM(PebbleConfig(**TINY)), data, cfg, lambda m: None, "run")
 
 
-def test_resume_refuses_a_finished_run_other_data_and_other_flags(tokenizer, tmp_path):
+def test_resume_refuses_other_data_and_other_flags_and_only_rewrites_a_finished_run(tokenizer, tmp_path):
     path = write_conversations(tmp_path / "d.jsonl", 16)
     data = SFTDataset(path, tokenizer, 64)
     assert tiny_train(tmp_path, data, path, max_steps=3)["steps"] == 3
-    with pytest.raises(PebbleError, match="finished all 3 steps"):
-        tiny_train(tmp_path, data, path, max_steps=3, from_resume=1)
+    # Resuming a finished run (say, killed after its last checkpoint) trains nothing and writes the same result.
+    written = []
+    cfg = TrainConfig(save_dir=str(tmp_path / "out"), batch_size=4, dtype="float32", save_interval=2,
+                      log_interval=1, data_path=str(path), max_steps=3)
+    torch.manual_seed(0)
+    first = PebbleForCausalLM(PebbleConfig(**TINY))
+    train(first, data, cfg, lambda m: None, "again")
+    torch.manual_seed(1)  # another start: the checkpoint must replace it
+    second = PebbleForCausalLM(PebbleConfig(**TINY))
+    resumed = dataclasses.replace(cfg, from_resume=1)
+    train(second, data, resumed, lambda m: written.append({k: v.clone() for k, v in m.state_dict().items()}),
+          "again")
+    assert len(written) == 1
+    for k, v in first.state_dict().items():
+        assert torch.equal(written[0][k], v), k
     write_conversations(tmp_path / "d.jsonl", 16, reply="another reply")  # same file, new content
     with pytest.raises(PebbleError, match="other data"):
         tiny_train(tmp_path, SFTDataset(path, tokenizer, 64), path, max_steps=4, from_resume=1)

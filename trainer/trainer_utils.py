@@ -285,8 +285,8 @@ def run_signature(cfg: TrainConfig, dataset, world: int) -> dict:
     return {"flags": flags, "data_sha256": h.hexdigest()[:16]}
 
 
-def check_same_run(path: Path, progress: dict, signature: dict, total: int) -> None:
-    """Refuse to resume from a checkpoint of another run (other flags or data) or of a finished one."""
+def check_same_run(path: Path, progress: dict, signature: dict) -> None:
+    """Refuse to resume from a checkpoint of another run (other flags or data)."""
     saved = progress.get("flags", {})
     changed = [k for k in signature["flags"] if k in saved and saved[k] != signature["flags"][k]]
     if changed:
@@ -296,9 +296,6 @@ def check_same_run(path: Path, progress: dict, signature: dict, total: int) -> N
     if progress.get("data_sha256", signature["data_sha256"]) != signature["data_sha256"]:
         raise PebbleError(f"{path} was written by a run on other data (the data files changed since); start "
                           "without --from_resume 1")
-    if progress["step"] >= total:
-        raise PebbleError(f"{path} has finished all {total} steps: there is nothing to resume; start without "
-                          "--from_resume 1 to train again")
 
 
 def load_checkpoint(path: Path, model, optimizer) -> dict:
@@ -397,9 +394,12 @@ def train(
     if cfg.from_resume:
         if ckpt_path.is_file():
             progress = load_checkpoint(ckpt_path, model, optimizer)
-            check_same_run(ckpt_path, progress, signature, total)
-            start = progress["step"]
-            if is_main_process():
+            check_same_run(ckpt_path, progress, signature)
+            start = min(progress["step"], total)
+            if is_main_process() and start == total:
+                # A run killed after its last checkpoint may not have written its result: write it again.
+                print(f"{ckpt_path} has finished all {total} steps: writing its result again, no training")
+            elif is_main_process():
                 print(f"resumed from {ckpt_path} at step {start}/{total}")
         elif is_main_process():
             print(f"no checkpoint at {ckpt_path}; starting from step 0")
