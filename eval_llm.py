@@ -8,32 +8,27 @@
 
 Chat commands: /lora NAME (switch, loading out/lora/NAME_{hidden} if needed), /lora off, /lora list,
 /reset, /help, /exit (or Ctrl-D). Works with our .safetensors weights and adapters and with MiniMind's .pth
-files and tokenizer directory. The evaluation functions are importable:
-
-    from eval_llm import assistant_token_loss, expect_rate
+files and tokenizer directory. The measuring functions live in trainer/evaluation.py.
 """
 import argparse
-import contextlib
 import json
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence, TextIO, Union
+from typing import Callable, Optional, TextIO
 
 import torch
 
-from dataset.lm_dataset import IGNORE_INDEX, PadCollator, SFTDataset, TokenizedJsonl
+from dataset.lm_dataset import SFTDataset
 from model.chat import Messages, TextStream, generate_replies, token_bytes
-from model.checkpoint import PebbleError, load_model, repo_path, weight_path
-from model.model_lora import ActiveSpec, adapter_active, adapter_names, load_lora, lora_layers, set_active_lora
-from trainer.trainer_utils import (TrainConfig, autocast, check_tokenizer_fits, count_parameters, load_tokenizer,
-                                   resolve_device, resolve_dtype, run_cli)
+from model.common import PebbleError, repo_path, run_cli
+from model.loading import adapter_path, load_adapter, load_base, load_tokenizer, load_transformers, parse_names
+from model.model_lora import ActiveSpec, adapter_active, adapter_names, lora_layers, set_active_lora
+from trainer.evaluation import EXPECT_NEW_TOKENS, GenOptions, as_messages, batched_replies, evaluate
+from trainer.trainer_utils import TrainConfig, autocast, count_parameters, resolve_device, resolve_dtype
 
-EXPECT_NEW_TOKENS = 64  # reply length for --expect: enough for a self-introduction
 NATIVE = "model"  # --load_from for our own weights (MiniMind's value for its native weights)
-NOT_ADAPTER_NAMES = ("base", "off")  # labels and commands that an adapter's name would make ambiguous
 
 CHAT_HELP = """commands:
   /lora NAME   answer with adapter NAME (lora_identity or identity); loads out/lora/NAME_{hidden} if needed
@@ -42,15 +37,6 @@ CHAT_HELP = """commands:
   /reset       forget the conversation so far
   /help        this list
   /exit        leave (Ctrl-D too)"""
-
-
-@dataclass
-class GenOptions:
-    """How replies are generated; temperature 0 is greedy (and deterministic)."""
-
-    max_new_tokens: int
-    temperature: float = 0.0
-    top_p: float = 1.0
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -127,64 +113,6 @@ def check_args(args: argparse.Namespace) -> None:
         if parse_names(args.lora_weight):
             raise PebbleError("--lora_weight adds adapters to our own weights, not to a transformers folder; fold one "
                               "in with python scripts/convert_model.py hf --merge NAME, or use --load_from model")
-
-
-# ---------------------------------------------------------------- loading the base and its adapters
-
-def load_base(save_dir: Path, weight: str, hidden_size: int, num_hidden_layers: int, tokenizer, device: str):
-    """The base model from SAVE_DIR/WEIGHT_{hidden}.* in eval mode -> (model, path), checked against the
-    tokenizer and (if given) --num_hidden_layers."""
-    path = weight_path(save_dir, weight, hidden_size)
-    model = load_model(path, device).eval()
-    layers = model.config.num_hidden_layers
-    if num_hidden_layers and num_hidden_layers != layers:
-        raise PebbleError(f"{path} has {layers} layers, not --num_hidden_layers {num_hidden_layers}; "
-                          "drop the flag (the file knows its shape) or pick the matching --weight")
-    check_tokenizer_fits(tokenizer, model, str(path))
-    return model, path
-
-
-def load_transformers(folder: Path, tokenizer, device: str):
-    """A transformers folder (scripts/convert_model.py hf) as AutoModelForCausalLM in eval mode -> (model,
-    folder), checked against the tokenizer; remote code runs only where its config names it (an export with
-    --remote_code, whose code is our model_pebble.py)."""
-    from transformers import AutoModelForCausalLM
-
-    remote = "auto_map" in json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    model = AutoModelForCausalLM.from_pretrained(str(folder), trust_remote_code=remote).to(device).eval()
-    check_tokenizer_fits(tokenizer, model, str(folder))
-    return model, folder
-
-
-def adapter_path(save_dir: Path, name: str, hidden_size: int) -> Path:
-    """SAVE_DIR/lora/NAME_{hidden}.* (or MiniMind's SAVE_DIR/NAME_{hidden}.*); NAME may leave out 'lora_'."""
-    stems = dict.fromkeys((name, f"lora_{name}"))  # ordered and unique
-    for directory in (save_dir / "lora", save_dir):
-        for stem in stems:
-            with contextlib.suppress(PebbleError):
-                return weight_path(directory, stem, hidden_size)
-    lora_dir = save_dir / "lora"
-    have = [p.name for p in adapter_files(lora_dir, hidden_size)]
-    raise PebbleError(f"no adapter file for {name!r} with hidden_size {hidden_size} in {lora_dir} or {save_dir} "
-                      f"(found: {', '.join(have) or 'none'}); train one with python trainer/train_lora.py")
-
-
-def adapter_files(lora_dir: Path, hidden_size: int) -> list[Path]:
-    """The adapter files (.safetensors or MiniMind's .pth) for this hidden size in lora_dir, sorted by name."""
-    return sorted(p for p in lora_dir.glob(f"*_{hidden_size}.*") if p.suffix in (".safetensors", ".pth"))
-
-
-def load_adapter(model, path: Path) -> str:
-    """Attach the adapter in path (inactive), named after the file without the _{hidden} suffix."""
-    name = path.stem.removesuffix(f"_{model.config.hidden_size}")
-    if name in NOT_ADAPTER_NAMES:
-        raise PebbleError(f"{path}: an adapter cannot be called {name!r} (a chat command uses it); rename the file")
-    return load_lora(model, path, name=name, activate=False)
-
-
-def parse_names(spec: str) -> list[str]:
-    """'a,b' -> ['a', 'b']; MiniMind's 'None' (any case) or '' -> []."""
-    return [n.strip() for n in spec.split(",") if n.strip() and n.strip().lower() != "none"]
 
 
 # ---------------------------------------------------------------- choosing adapters
@@ -277,20 +205,6 @@ class ReplyStreamer:
     def speed(self) -> str:
         """'N tokens, X tokens/s' for the reply."""
         return f"{len(self.ids)} tokens, {len(self.ids) / max(self.seconds, 1e-9):.1f} tokens/s"
-
-
-def batched_replies(model, tokenizer, conversations: Sequence[Messages], batch_size: int, gen: GenOptions) -> list[str]:
-    """One reply per conversation with the active adapters, generated batch_size at a time."""
-    replies: list[str] = []
-    for start in range(0, len(conversations), batch_size):
-        replies += generate_replies(model, tokenizer, list(conversations[start:start + batch_size]),
-                                    gen.max_new_tokens, gen.temperature, gen.top_p)
-    return replies
-
-
-def as_messages(prompt: Union[str, Messages]) -> Messages:
-    """A prompt as a conversation: a string becomes one user turn."""
-    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
 
 
 def read_prompts(prompts: list[str], prompts_file: Optional[str]) -> list[str]:
@@ -392,77 +306,6 @@ def run_chat(model, tokenizer, gen: GenOptions, historys: int, show_speed: bool,
 
 
 # ---------------------------------------------------------------- measuring
-
-@torch.inference_mode()
-def assistant_token_loss(model, dataset: TokenizedJsonl, batch_size: int = 16) -> tuple[float, int]:
-    """(mean cross-entropy per target token, number of target tokens) over the whole dataset: for an
-    SFTDataset the assistant tokens, exactly the training loss but weighted by tokens, not by batch.
-
-    Batches group similar lengths and are padded per batch; runs in the caller's autocast, if any, while
-    the loss itself is summed in float32."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    collate = PadCollator(pad_id=0, max_seq_len=dataset.max_seq_len)
-    order = sorted(range(len(dataset)), key=lambda i: dataset.lengths[i])  # less padding; the sum is unchanged
-    total, count = 0.0, 0
-    try:
-        for start in range(0, len(order), batch_size):
-            batch = collate([dataset[i] for i in order[start:start + batch_size]])
-            labels = batch["labels"].to(device)
-            n = int((labels[:, 1:] != IGNORE_INDEX).sum())
-            if n == 0:
-                continue
-            # Right padding under a causal mask never reaches real tokens: no attention mask, as in training.
-            loss = model(batch["input_ids"].to(device), labels=labels, loss_only=True).loss  # mean over the n
-            total += loss.float().item() * n
-            count += n
-    finally:
-        model.train(was_training)
-    if count == 0:
-        raise PebbleError(f"{dataset.path} has no target tokens within max_seq_len {dataset.max_seq_len}")
-    return total / count, count
-
-
-def expect_rate(model, tokenizer, prompts: Sequence[Union[str, Messages]], word: str, batch_size: int = 16,
-                max_new_tokens: int = EXPECT_NEW_TOKENS) -> float:
-    """Share of greedy replies (with the active adapters) that contain `word`, ignoring case."""
-    if not prompts:
-        raise ValueError("expect_rate needs at least one prompt")
-    replies = batched_replies(model, tokenizer, [as_messages(p) for p in prompts], batch_size,
-                              GenOptions(max_new_tokens))
-    return sum(word.lower() in r.lower() for r in replies) / len(replies)
-
-
-def first_user_turns(path: Path) -> list[Messages]:
-    """Each conversation of a (validated) JSONL file up to and including its first user turn."""
-    prompts = []
-    with open(path, encoding="utf-8-sig") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            turns = json.loads(line)["conversations"]
-            first = next((i for i, t in enumerate(turns) if t["role"] == "user"), None)
-            if first is not None:
-                prompts.append([{"role": t["role"], "content": t["content"]} for t in turns[:first + 1]])
-    return prompts
-
-
-def evaluate(model, tokenizer, dataset: TokenizedJsonl, variants: list[tuple[str, ActiveSpec]],
-             word: Optional[str] = None, batch_size: int = 16) -> dict[str, dict]:
-    """{label: {"loss", "perplexity", "tokens"[, "expect_rate"]}} for each (label, adapters) variant."""
-    prompts = first_user_turns(dataset.path) if word else []
-    if word and not prompts:
-        raise PebbleError(f"{dataset.path} has no user turn to answer, so --expect has nothing to measure")
-    results = {}
-    for label, spec in variants:
-        with adapter_active(model, spec):
-            loss, tokens = assistant_token_loss(model, dataset, batch_size)
-            results[label] = {"loss": loss, "perplexity": math.exp(loss), "tokens": tokens}
-            if word:
-                results[label]["expect_rate"] = expect_rate(model, tokenizer, prompts, word, batch_size)
-    return results
-
 
 def format_eval(report: dict) -> str:
     """The evaluation as a table: one row per variant."""

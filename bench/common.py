@@ -16,11 +16,15 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from dataset.lm_dataset import IGNORE_INDEX, PadCollator, SFTDataset
-from model.checkpoint import REPO_ROOT, load_model, save_model
+from model.chat import encode_prompt
+from model.checkpoint import load_model, save_model
+from model.common import REPO_ROOT
+from model.loading import load_tokenizer
 from model.model_lora import apply_lora, save_lora
 from model.model_pebble import PebbleConfig, PebbleForCausalLM
 from trainer.train_lora import LoRATrainConfig, hold_frozen_linears
-from trainer.trainer_utils import autocast, epoch_batches, load_tokenizer, make_optimizer
+from trainer.evaluation import first_user_turns
+from trainer.trainer_utils import autocast, epoch_batches, make_optimizer
 
 DEMO_BASE = REPO_ROOT / "out" / "full_sft_256.safetensors"
 DATA = REPO_ROOT / "dataset" / "lora_identity.jsonl"
@@ -203,30 +207,7 @@ def real_tokens(batches: list[Batch]) -> int:
 
 def encode_prompts(tokenizer, count: int) -> list[list[int]]:
     """Token ids of the first `count` user prompts of the held-out identity file, as chat.py encodes them."""
-    import json
-
-    from model.chat import encode_prompt
-
-    prompts = []
-    with open(PROMPTS, encoding="utf-8") as f:
-        for line in f:
-            turns = json.loads(line)["conversations"]
-            user = next(t["content"] for t in turns if t["role"] == "user")
-            prompts.append(encode_prompt(tokenizer, [{"role": "user", "content": user}]))
-            if len(prompts) == count:
-                break
-    return prompts
-
-
-def left_pad(prompts: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, attention_mask), both (B, T), left-padded as generate_replies does."""
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p):] = torch.tensor(p)
-        mask[i, width - len(p):] = 1
-    return ids, mask
+    return [encode_prompt(tokenizer, turns[-1:]) for turns in first_user_turns(PROMPTS, limit=count)]
 
 
 # ---------------------------------------------------------------- models

@@ -20,11 +20,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch
 
 from bench.common import OtherLoad, encode_prompts, interleave, machine_line, median, spread
-from eval_llm import adapter_path, load_adapter, load_base
 from model.chat import generate_tokens
-from model.checkpoint import repo_path
+from model.common import repo_path, run_cli
+from model.loading import adapter_path, load_adapter, load_base, load_tokenizer
 from model.model_lora import adapter_active
-from trainer.trainer_utils import autocast, base_model_parser, load_tokenizer, resolve_dtype, run_cli
+from trainer.trainer_utils import autocast, base_model_parser, resolve_dtype
 
 ADAPTERS = ("lora_identity", "lora_medical", None)  # None: the base alone
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import torch
 
-from bench.common import (MAX_SEQ_LEN, Trainer, collate, interleave, left_pad, median,
-                          real_tokens, representative_batches, seed_all, spread,
-                          with_lora)
-from model.checkpoint import REPO_ROOT, load_model
+from bench.common import (MAX_SEQ_LEN, Trainer, collate, interleave, median, real_tokens, representative_batches,
+                          seed_all, spread, with_lora)
+from model.chat import left_pad
+from model.checkpoint import load_model
+from model.common import REPO_ROOT
 from model.model_lora import load_lora, merge_lora, set_active_lora
 from model.model_pebble import PebbleForCausalLM
 from trainer.trainer_utils import resolve_dtype
@@ -145,7 +146,7 @@ def kv_cache(model, prompt: list[int], new_tokens: int, repeats: int) -> dict:
 
 def decode(model, prompts: list[list[int]], new_tokens: int, repeats: int) -> dict:
     """Row 6: generated tokens/s (all rows together, prompt prefill included) at batch 1 and at batch len(prompts)."""
-    one, many = left_pad(prompts[:1]), left_pad(prompts)
+    one, many = left_pad(prompts[:1], 0), left_pad(prompts, 0)
 
     def gen(ids, mask):
         model.generate(ids, attention_mask=mask, max_new_tokens=new_tokens, eos_token_id=-1)

@@ -25,9 +25,10 @@ from bench import rows
 from bench.common import (DEMO_BASE, FULL_SIZES, QUICK_SIZES, Sizes, collate, demo_base,
                           encode_prompts, load_data, machine_line, OtherLoad, random_model, representative_batches,
                           save_base_and_adapters, seed_all)
-from model.checkpoint import REPO_ROOT, PebbleError, load_model
+from model.checkpoint import load_model
+from model.common import REPO_ROOT, PebbleError, run_cli
 from model.model_lora import load_lora
-from trainer.trainer_utils import keep_freed_memory, resolve_dtype, run_cli
+from trainer.trainer_utils import keep_freed_memory, resolve_dtype
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 LORA_DIR = REPO_ROOT / "out" / "lora"

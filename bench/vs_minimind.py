@@ -43,9 +43,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch
 
 from bench.common import cpu_flags, cpu_model
-from model.checkpoint import REPO_ROOT, PebbleError, save_model
+from model.checkpoint import save_model
+from model.common import REPO_ROOT, PebbleError, run_cli
 from model.model_pebble import PebbleConfig, PebbleForCausalLM
-from trainer.trainer_utils import run_cli
 
 AVX2_FP32 = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 HIDDEN, LAYERS, HEADS, KV_HEADS = 256, 4, 8, 4

@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 
 from model.chat import encode_chats, is_text
-from model.checkpoint import PebbleError
+from model.common import PebbleError
 
 IGNORE_INDEX = -100
 ROLES = ("system", "user", "assistant")

@@ -16,7 +16,7 @@ from typing import Callable, Optional, Union
 
 import torch
 
-from model.checkpoint import PebbleError
+from model.common import PebbleError
 from model.model_lora import adapters_per_row
 
 Messages = list[dict[str, str]]

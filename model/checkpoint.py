@@ -1,4 +1,4 @@
-"""Weight files: where they live, how they are written (atomically) and read (ours and MiniMind's).
+"""Weight files: how they are written (atomically) and read (ours and MiniMind's); model/loading.py finds them.
 
 We write safetensors with the model config in the file's metadata, so a file rebuilds its own model.
 MiniMind's `.pth` files are plain state_dicts: they are read with weights_only=True and their config is
@@ -26,32 +26,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from model.common import PathLike, PebbleError
 from model.model_pebble import PebbleConfig, PebbleForCausalLM
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PathLike = Union[str, os.PathLike]
-
-
-class PebbleError(Exception):
-    """A mistake a user can make (bad file, wrong base, bad data): scripts print it as one line and exit."""
-
-
-def repo_path(path: PathLike) -> Path:
-    """Where a path given to a script points, the same from any working directory.
-
-    Absolute and `~` paths are used as given, and so are paths written relative to the working directory: `.`,
-    `..`, or starting with `./` or `../`. Any other relative path names the repository's file when the repository
-    has one (so the defaults `model`, `out` and `dataset/...` are always the repository's), else the working
-    directory's when that has one, else a new file under the repository root.
-    """
-    text = os.fspath(path)
-    given = Path(text).expanduser()
-    if given.is_absolute() or text in (".", "..") or text.startswith(("./", "../")):
-        return given
-    for candidate in (REPO_ROOT / given, given):
-        if candidate.exists():
-            return candidate
-    return REPO_ROOT / given
 
 
 def cannot_write(folder: Path, e: OSError) -> PebbleError:
@@ -281,19 +257,6 @@ def load_tensors(path: PathLike) -> tuple[dict[str, torch.Tensor], dict]:
         return load_file(str(path)), metadata
     except (SafetensorError, OSError) as e:
         raise PebbleError(f"{path} is truncated or corrupted ({e}); re-download or re-train it") from e
-
-def weight_path(save_dir: PathLike, name: str, hidden_size: int) -> Path:
-    """out/NAME_{hidden}.safetensors (ours) or out/NAME_{hidden}.pth (MiniMind's); error if neither exists."""
-    save_dir = repo_path(save_dir)
-    candidates = [save_dir / f"{name}_{hidden_size}.safetensors", save_dir / f"{name}_{hidden_size}.pth"]
-    for path in candidates:
-        if path.is_file():
-            return path
-    have = sorted(p.name for p in save_dir.glob("*_*.*") if p.suffix in (".safetensors", ".pth"))
-    raise PebbleError(
-        f"no weights named {name!r} for hidden_size {hidden_size}: looked for {candidates[0]} and "
-        f"{candidates[1].name}; found {have or 'nothing'} in {save_dir}"
-    )
 
 
 def config_from_state_dict(sd: dict[str, torch.Tensor], num_attention_heads: int = 8) -> PebbleConfig:

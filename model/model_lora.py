@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.checkpoint import PebbleError, PathLike, fingerprint, load_tensors, save_model, save_tensors
+from model.checkpoint import fingerprint, load_tensors, save_model, save_tensors
+from model.common import PathLike, PebbleError
 
 ActiveSpec = Union[None, str, dict[str, float]]  # none, one adapter, or adapters with mixing weights
 
@@ -330,6 +331,12 @@ def apply_lora(
     return model
 
 
+def name_from_file(path: PathLike, hidden_size: int) -> str:
+    """The adapter a file holds, by MiniMind's file naming: its stem without _{hidden_size}
+    (lora_identity_256.pth -> lora_identity)."""
+    return Path(path).stem.removesuffix(f"_{hidden_size}")
+
+
 def check_adapter_name(name: str) -> None:
     """Adapter names become module names: no dots, not empty."""
     if not name or "." in name:
@@ -548,7 +555,7 @@ def load_lora(model: nn.Module, path: PathLike, name: Optional[str] = None, allo
     """
     path = Path(path)
     modules, meta = read_lora(path)
-    name = name or meta.get("name") or path.stem.removesuffix(f"_{model.config.hidden_size}")
+    name = name or meta.get("name") or name_from_file(path, model.config.hidden_size)
     base = meta.get("base_config")
     if base:
         for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads"):

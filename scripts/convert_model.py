@@ -34,12 +34,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch
 from torch import nn
 
-from eval_llm import adapter_path
-from model.checkpoint import (REPO_ROOT, PebbleError, PathLike, atomic_write, fingerprint, load_model,
-                              load_tensors, repo_path, save_tensors, state_dict_to_save, weight_path)
+from model.checkpoint import atomic_write, fingerprint, load_model, load_tensors, save_tensors, state_dict_to_save
+from model.common import REPO_ROOT, PathLike, PebbleError, repo_path, run_cli
+from model.loading import adapter_path, check_tokenizer_fits, load_tokenizer, weight_path
 from model.model_lora import adapter_names, check_adapter_name, find_targets, load_lora, lora_layers, merge_lora
 from model.model_pebble import PebbleConfig, PebbleForCausalLM
-from trainer.trainer_utils import base_model_parser, check_tokenizer_fits, load_tokenizer, run_cli
+from trainer.trainer_utils import base_model_parser
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
 PEFT_PREFIX = "base_model.model."

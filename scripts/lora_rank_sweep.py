@@ -13,10 +13,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dataset.lm_dataset import SFTDataset
-from eval_llm import assistant_token_loss, expect_rate, first_user_turns
-from model.checkpoint import REPO_ROOT, load_model, repo_path, weight_path
+from model.checkpoint import load_model
+from model.common import REPO_ROOT, repo_path, run_cli
+from model.loading import load_tokenizer, weight_path
 from model.model_lora import load_lora, lora_parameters
-from trainer.trainer_utils import autocast, load_tokenizer, resolve_dtype, run_cli
+from trainer.evaluation import assistant_token_loss, expect_rate, first_user_turns
+from trainer.trainer_utils import autocast, resolve_dtype
 
 ROOT = REPO_ROOT
 

@@ -19,10 +19,12 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dataset.lm_dataset import SFTDataset
-from eval_llm import adapter_path, assistant_token_loss, expect_rate, first_user_turns, load_adapter
-from model.checkpoint import load_model, repo_path, weight_path
+from model.checkpoint import load_model
+from model.common import repo_path, run_cli
+from model.loading import adapter_path, load_adapter, load_tokenizer, weight_path
 from model.model_lora import adapter_active
-from trainer.trainer_utils import autocast, base_model_parser, load_tokenizer, resolve_dtype, run_cli
+from trainer.evaluation import assistant_token_loss, expect_rate, first_user_turns
+from trainer.trainer_utils import autocast, base_model_parser, resolve_dtype
 
 
 def without_word(path: Path, word: str, out_dir: Path) -> Path:

@@ -30,11 +30,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from eval_llm import adapter_path, as_messages, load_adapter, parse_names
 from model.chat import generate_replies
-from model.checkpoint import PebbleError, load_model, repo_path, weight_path
+from model.checkpoint import load_model
+from model.common import PebbleError, repo_path, run_cli
+from model.loading import adapter_path, load_adapter, load_tokenizer, parse_names, weight_path
 from model.model_lora import adapter_active
-from trainer.trainer_utils import autocast, base_model_parser, load_tokenizer, resolve_dtype, run_cli
+from trainer.evaluation import as_messages
+from trainer.trainer_utils import autocast, base_model_parser, resolve_dtype
 
 SETS = ("facts", "health", "identity", "unrelated")
 KEYWORD_SETS = ("facts", "health")  # sets whose lines carry "accept"

@@ -8,29 +8,25 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch
-
 from dataset.lm_dataset import SFTDataset
-from eval_llm import assistant_token_loss, first_user_turns
-from model.chat import encode_prompt, left_pad, reply
-from model.checkpoint import load_model, repo_path, weight_path
-from trainer.trainer_utils import autocast, base_model_parser, load_tokenizer, resolve_dtype, run_cli
+from model.chat import encode_prompt, generate_tokens, reply
+from model.checkpoint import load_model
+from model.common import repo_path, run_cli
+from model.loading import load_tokenizer, weight_path
+from trainer.evaluation import assistant_token_loss, first_user_turns
+from trainer.trainer_utils import autocast, base_model_parser, resolve_dtype
 
 SAMPLE_PROMPTS = ["你好，你是谁？", "Who are you?", "法国的首都是哪里？", "What is 7 times 8?", "“苹果”用英语怎么说？",
                   "Tell me a joke.", "这条评论是正面还是负面？\n房间干净，服务也很热情。"]
 
 
-@torch.inference_mode()
 def eos_rate(model, tokenizer, conversations: list, max_new_tokens: int, batch_size: int = 32) -> float:
     """Share of greedy replies that emit <|im_end|> within max_new_tokens."""
     ended = 0
     for start in range(0, len(conversations), batch_size):
         prompts = [encode_prompt(tokenizer, c) for c in conversations[start:start + batch_size]]
-        ids, mask = left_pad(prompts, pad_id=0)
-        width = ids.shape[1]
-        out = model.generate(ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                             eos_token_id=tokenizer.eos_token_id)
-        ended += int((out[:, width:] == tokenizer.eos_token_id).any(dim=1).sum())
+        new = generate_tokens(model, prompts, max_new_tokens, eos_token_id=tokenizer.eos_token_id)
+        ended += int((new == tokenizer.eos_token_id).any(dim=1).sum())
     return ended / len(conversations)
 
 

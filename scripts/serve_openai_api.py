@@ -66,11 +66,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch
 
-from eval_llm import adapter_files, adapter_path, load_adapter, load_base, parse_names
 from model.chat import TextStream, encode_prompt, generate_tokens, sampling_settings, token_bytes
-from model.checkpoint import PebbleError, repo_path
-from trainer.trainer_utils import (autocast, base_model_parser, load_tokenizer, resolve_device, resolve_dtype,
-                                   run_cli)
+from model.common import PebbleError, repo_path, run_cli
+from model.loading import adapter_files, adapter_path, load_adapter, load_base, load_tokenizer, parse_names
+from model.model_lora import name_from_file
+from trainer.trainer_utils import autocast, base_model_parser, resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -858,7 +858,7 @@ def served_models(model, save_dir: Path, hidden_size: int,
         [adapter_path(save_dir, name, hidden_size) for name in names]
     for path in paths:
         try:
-            if path.stem.removesuffix(f"_{hidden_size}") in models:
+            if name_from_file(path, hidden_size) in models:
                 raise PebbleError(f"{path}: the adapter's name is taken (by the base or another file); "
                                   "rename the file")
             name = load_adapter(model, path)

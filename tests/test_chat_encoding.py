@@ -13,7 +13,7 @@ from transformers import AutoTokenizer
 from model import PebbleConfig, PebbleForCausalLM
 from model.chat import (MIN_TEMPERATURE, TextStream, decode_reply, encode_chats, encode_prompt, generate_tokens,
                         token_bytes)
-from model.checkpoint import PebbleError
+from model.common import PebbleError
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKENIZER = AutoTokenizer.from_pretrained(ROOT / "model")

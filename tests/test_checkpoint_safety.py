@@ -17,8 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from model import PebbleConfig, PebbleForCausalLM
-from model.checkpoint import (HOST, REPO_ROOT, PebbleError, atomic_write, exclusive_run, load_model, load_tensors,
-                              remove_stale_temps, repo_path, save_model, save_tensors, weight_path)
+from model.checkpoint import (HOST, atomic_write, exclusive_run, load_model, load_tensors, remove_stale_temps,
+                              save_model, save_tensors)
+from model.common import REPO_ROOT, PebbleError, repo_path
+from model.loading import weight_path
 from model.model_lora import apply_lora, save_lora
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=300)

@@ -13,7 +13,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from model import PebbleConfig, PebbleForCausalLM, apply_lora, load_lora, save_lora, set_active_lora
 from model.chat import generate_replies
-from model.checkpoint import REPO_ROOT, PebbleError, fingerprint, load_model, read_metadata
+from model.checkpoint import fingerprint, load_model, read_metadata
+from model.common import REPO_ROOT, PebbleError
 from scripts.convert_model import export_hf, export_peft, import_peft, main
 
 peft = pytest.importorskip("peft")

@@ -7,7 +7,7 @@ import torch
 from transformers import AutoTokenizer
 
 from dataset.lm_dataset import IGNORE_INDEX, ConcatDatasets, PadCollator, PretrainDataset, SFTDataset
-from model.checkpoint import PebbleError
+from model.common import PebbleError
 
 ROOT = Path(__file__).resolve().parent.parent
 

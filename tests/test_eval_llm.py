@@ -20,9 +20,9 @@ from dataset.lm_dataset import SFTDataset
 from model import PebbleConfig, PebbleForCausalLM, apply_lora, set_active_lora
 from model.chat import generate_replies, token_bytes
 from model.checkpoint import save_model, state_dict_to_save
+from model.common import run_cli
 from model.model_lora import lora_state_dict, save_lora
 from trainer.train_tokenizer import train_tokenizer
-from trainer.trainer_utils import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 ADAPTERS = ("lora_alpha", "lora_beta")

@@ -6,7 +6,8 @@ from safetensors.torch import load_file
 
 from model import (PebbleConfig, PebbleForCausalLM, apply_lora, load_lora, lora_disabled, merge_lora, save_lora,
                    set_active_lora, unmerge_lora)
-from model.checkpoint import PebbleError, load_model
+from model.checkpoint import load_model
+from model.common import PebbleError
 from model.model_lora import LoRALinear, find_targets
 
 TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=97)

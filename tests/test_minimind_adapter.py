@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from model import PebbleConfig, PebbleForCausalLM, apply_lora, load_lora
-from model.checkpoint import REPO_ROOT, PebbleError, load_model
+from model.checkpoint import load_model
+from model.common import REPO_ROOT, PebbleError
 from model.model_lora import find_targets, lora_layers
 from scripts.convert_model import export_minimind, main
 

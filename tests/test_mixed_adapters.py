@@ -6,8 +6,8 @@ import torch
 from model import (PebbleConfig, PebbleForCausalLM, adapter_active, adapters_per_row, apply_lora, merge_lora,
                    set_active_lora, unmerge_lora)
 from model.chat import generate_replies, generate_tokens, left_pad
-from model.checkpoint import PebbleError
-from trainer.trainer_utils import load_tokenizer
+from model.common import PebbleError
+from model.loading import load_tokenizer
 
 TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=97)
 # Three adapters that differ in rank, scale and the layers they adapt, so no two share a layer set.

@@ -18,7 +18,8 @@ from transformers import AutoTokenizer
 
 from dataset.lm_dataset import PretrainDataset, SFTDataset
 from model import PebbleConfig, PebbleForCausalLM
-from model.checkpoint import PebbleError, atomic_write, load_model, save_model
+from model.checkpoint import atomic_write, load_model, save_model
+from model.common import PebbleError
 from model.model_lora import apply_lora, load_lora, save_lora
 from trainer.trainer_utils import TrainConfig, train
 

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from model.checkpoint import PebbleError
+from model.common import PebbleError
 from trainer import tracking
 from trainer.tracking import Tracker
 

@@ -11,9 +11,11 @@ import torch
 
 from dataset.lm_dataset import SFTDataset
 from model import PebbleConfig, PebbleForCausalLM
-from model.checkpoint import PebbleError, exclusive_run
+from model.checkpoint import exclusive_run
+from model.common import PebbleError
+from model.loading import load_tokenizer
 from trainer.train_lora import LoRATrainConfig, parse_blocks, probe_prompts
-from trainer.trainer_utils import TrainConfig, load_data, load_tokenizer, parse_config, train
+from trainer.trainer_utils import TrainConfig, load_data, parse_config, train
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=6400)

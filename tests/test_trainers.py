@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from dataset.lm_dataset import PretrainDataset
-from model.checkpoint import PebbleError, load_model
+from model.checkpoint import load_model
+from model.common import PebbleError
 from model.model_lora import load_lora, read_lora
 from trainer.train_tokenizer import train_tokenizer
 from trainer.trainer_utils import TrainConfig, init_model, train

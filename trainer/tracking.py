@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Optional
 from urllib.parse import urlparse
 
-from model.checkpoint import PebbleError
+from model.common import PebbleError
 
 BACKENDS = ("wandb", "swanlab", "tensorboard")  # tried in this order by backend="auto"
 REQUIREMENTS = "requirements-track.txt"

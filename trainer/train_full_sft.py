@@ -9,7 +9,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dataset.lm_dataset import SFTDataset
-from trainer.trainer_utils import TrainConfig, parse_config, run_cli, run_stage
+from model.common import run_cli
+from trainer.trainer_utils import TrainConfig, parse_config, run_stage
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ Writes out/lora/{lora_name}_{hidden}.safetensors (1.3 MB on the demo base; 261 K
 Resume checkpoints hold the adapter and optimizer state only, never the base.
 """
 import contextlib
-import json
 import os
 import re
 import sys
@@ -22,12 +21,15 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from dataset.lm_dataset import ConcatDatasets, SFTDataset, check_line
+from dataset.lm_dataset import ConcatDatasets, SFTDataset
 from model.chat import generate_replies
-from model.checkpoint import PebbleError, exclusive_run, fingerprint, load_model, repo_path, weight_path
+from model.checkpoint import exclusive_run, fingerprint, load_model
+from model.common import PebbleError, repo_path, run_cli
+from model.loading import check_tokenizer_fits, load_tokenizer, weight_path
 from model.model_lora import apply_lora, load_lora, lora_disabled, mark_only_lora_trainable, merge_lora, save_lora
-from trainer.trainer_utils import (TrainConfig, autocast, check_range, check_tokenizer_fits, is_main_process, load_data,
-                                   load_tokenizer, parse_config, resolve_dtype, run_cli, setup_distributed, train)
+from trainer.evaluation import first_user_turns
+from trainer.trainer_utils import (TrainConfig, autocast, check_range, is_main_process, load_data, parse_config,
+                                   resolve_dtype, setup_distributed, train)
 
 
 @dataclass
@@ -128,20 +130,8 @@ def probe_prompts(data_path: Path, count: int, max_chars: int = 200) -> list[str
     else from the data (lines that are not usable conversations are passed over); alternating Chinese and
     English where both are present."""
     source = data_path.with_name(data_path.stem + "_eval.jsonl")
-    source = source if source.is_file() else data_path
-    prompts = []
-    with open(source, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if check_line(obj, "conversations") is None:
-                first = next((t["content"] for t in obj["conversations"] if t["role"] == "user"), "")
-                if 0 < len(first) <= max_chars:
-                    prompts.append(first)
-            if len(prompts) >= 200:
-                break
+    turns = first_user_turns(source if source.is_file() else data_path, limit=200)
+    prompts = [t[-1]["content"] for t in turns if 0 < len(t[-1]["content"]) <= max_chars]
     zh = [p for p in prompts if any("\u4e00" <= c <= "\u9fff" for c in p)]
     en = [p for p in prompts if p not in zh]
     mixed = [p for pair in zip(zh, en) for p in pair] or prompts

@@ -25,8 +25,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from dataset.lm_dataset import IGNORE_INDEX, PadCollator
-from model.checkpoint import (PebbleError, exclusive_run, load_model, load_tensors, repo_path, save_model,
-                              save_tensors, weight_path)
+from model.checkpoint import exclusive_run, load_model, load_tensors, save_model, save_tensors
+from model.common import PebbleError, repo_path
+from model.loading import check_tokenizer_fits, load_tokenizer, weight_path
 from model.model_pebble import PebbleConfig, PebbleForCausalLM
 from trainer.tracking import Tracker, installed_backend
 
@@ -134,16 +135,6 @@ def parse_config(cls: type, description: str, **defaults) -> "TrainConfig":
     cfg.compile = cfg.compile or cfg.use_compile
     cfg.validate()
     return cfg
-
-
-def run_cli(main: Callable[[], None]) -> None:
-    """Run a script's main; a user's mistake (PebbleError) ends as one line on stderr and exit code 1."""
-    try:
-        main()
-    except PebbleError as e:
-        sys.exit(f"error: {e}")
-    except KeyboardInterrupt:
-        sys.exit("interrupted")
 
 
 # ---------------------------------------------------------------- device, precision, processes
@@ -482,17 +473,6 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
 
 # ---------------------------------------------------------------- one stage, start to end
 
-def load_tokenizer(path: str):
-    """AutoTokenizer from a directory (ours or MiniMind's), with a clear error if it is not one."""
-    from transformers import AutoTokenizer
-
-    directory = repo_path(path)
-    if not (directory / "tokenizer.json").is_file() and not (directory / "tokenizer_config.json").is_file():
-        raise PebbleError(f"{directory} holds no tokenizer.json; pass --tokenizer_path DIR or run "
-                          "python trainer/train_tokenizer.py")
-    return AutoTokenizer.from_pretrained(str(directory))
-
-
 def load_data(cfg: TrainConfig, dataset_cls: type, tokenizer):
     """The training data, tokenized; prints how many samples, how many were truncated or skipped and why."""
     data = dataset_cls(repo_path(cfg.data_path), tokenizer, cfg.max_seq_len, skip_bad_lines=bool(cfg.skip_bad_lines))
@@ -520,13 +500,6 @@ def init_model(cfg: TrainConfig, tokenizer) -> PebbleForCausalLM:
                                                vocab_size=len(tokenizer)))
     check_tokenizer_fits(tokenizer, model, cfg.from_weight)
     return model
-
-
-def check_tokenizer_fits(tokenizer, model: PebbleForCausalLM, source: str) -> None:
-    """A tokenizer with more tokens than the model's embedding table is the wrong one: say so."""
-    if len(tokenizer) > model.config.vocab_size:
-        raise PebbleError(f"the tokenizer has {len(tokenizer)} tokens but the model only {model.config.vocab_size} "
-                          f"({source}); pass the --tokenizer_path the model was trained with")
 
 
 def run_stage(cfg: TrainConfig, dataset_cls: type) -> None:
