@@ -25,8 +25,11 @@ from model.chat import Messages, TextStream, generate_replies, token_bytes
 from model.common import PebbleError, repo_path, run_cli
 from model.loading import adapter_path, load_adapter, load_base, load_tokenizer, load_transformers, parse_names
 from model.model_lora import ActiveSpec, adapter_active, adapter_names, lora_layers, set_active_lora
+from trainer.config import TrainConfig
+from trainer.config import add_device_flags
 from trainer.evaluation import EXPECT_NEW_TOKENS, GenOptions, as_messages, batched_replies, evaluate
-from trainer.trainer_utils import TrainConfig, autocast, count_parameters, resolve_device, resolve_dtype
+from trainer.runtime import autocast, resolve_device, resolve_dtype
+from trainer.trainer_utils import count_parameters
 
 NATIVE = "model"  # --load_from for our own weights (MiniMind's value for its native weights)
 
@@ -57,9 +60,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--num_hidden_layers", type=int, default=0,
                    help="only checked: the layer count is read from the weight file; 0 skips the check (default: 0)")
     p.add_argument("--tokenizer_path", default="model", help="tokenizer directory, ours or MiniMind's (default: model)")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ... (default: auto)")
-    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
-                   help="autocast dtype; auto uses bf16 where it measures faster than fp32 (default: auto)")
+    add_device_flags(p)
     p.add_argument("--max_new_tokens", type=int, default=256, help="longest reply in tokens (default: 256)")
     p.add_argument("--temperature", type=float, default=0.7, help="0 is greedy and deterministic (default: 0.7)")
     p.add_argument("--top_p", type=float, default=0.9, help="nucleus sampling threshold (default: 0.9)")

@@ -22,9 +22,10 @@ from model.common import REPO_ROOT
 from model.loading import load_tokenizer
 from model.model_lora import apply_lora, save_lora
 from model.model_pebble import PebbleConfig, PebbleForCausalLM
-from trainer.train_lora import LoRATrainConfig, hold_frozen_linears
+from trainer.config import LoRATrainConfig
 from trainer.evaluation import first_user_turns
-from trainer.trainer_utils import autocast, epoch_batches, make_optimizer
+from trainer.runtime import autocast, hold_frozen_linears, make_optimizer
+from trainer.schedule import epoch_batches
 
 DEMO_BASE = REPO_ROOT / "out" / "full_sft_256.safetensors"
 DATA = REPO_ROOT / "dataset" / "lora_identity.jsonl"

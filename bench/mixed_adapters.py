@@ -24,7 +24,8 @@ from model.chat import generate_tokens
 from model.common import repo_path, run_cli
 from model.loading import adapter_path, load_adapter, load_base, load_tokenizer
 from model.model_lora import adapter_active
-from trainer.trainer_utils import autocast, base_model_parser, resolve_dtype
+from trainer.config import add_device_flags, base_model_parser
+from trainer.runtime import autocast, resolve_device, resolve_dtype
 
 ADAPTERS = ("lora_identity", "lora_medical", None)  # None: the base alone
 
@@ -62,8 +63,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="8,16", help="numbers of requests, comma-separated (default: 8,16)")
     parser.add_argument("--new_tokens", type=int, default=64, help="tokens decoded per request (default: 64)")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds after one warm-up (default: 3)")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
-                        help="autocast dtype; auto as the other rows (default: auto)")
+    add_device_flags(parser)
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads; 0 keeps torch's default, 1 is steadier on a shared machine (default: 0)")
     args = parser.parse_args()
@@ -71,10 +71,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     tokenizer = load_tokenizer(args.tokenizer_path)
     save_dir = repo_path(args.save_dir)
-    model, base_path = load_base(save_dir, args.weight, args.hidden_size, 0, tokenizer, "cpu")
+    device = resolve_device(args.device)
+    model, base_path = load_base(save_dir, args.weight, args.hidden_size, 0, tokenizer, device)
     for name in ADAPTERS[:-1]:
         load_adapter(model, adapter_path(save_dir, name, args.hidden_size))
-    dtype = resolve_dtype(args.dtype, "cpu")
+    dtype = resolve_dtype(args.dtype, device)
     print(machine_line(dtype))
     print(f"base {base_path.name} with {', '.join(n for n in ADAPTERS if n)}; {args.new_tokens} new tokens per "
           f"request, greedy, eos disabled; median of {args.repeats} interleaved rounds after 1 warm-up\n")
@@ -85,7 +86,7 @@ def main() -> None:
         prompts = encode_prompts(tokenizer, n)
         names = [ADAPTERS[i % len(ADAPTERS)] for i in range(n)]
         calls = arms(model, prompts, names, args.new_tokens)
-        with autocast("cpu", dtype):
+        with autocast(device, dtype):
             same = int((calls["mixed batch"]() == calls["one batch per adapter"]()).all(dim=1).sum())
             times = interleave(calls, args.repeats)
         alone = median(times["one request at a time"])

@@ -20,7 +20,7 @@ from model.checkpoint import load_model
 from model.common import REPO_ROOT
 from model.model_lora import load_lora, merge_lora, set_active_lora
 from model.model_pebble import PebbleForCausalLM
-from trainer.trainer_utils import resolve_dtype
+from trainer.runtime import resolve_dtype
 
 BATCH_SIZE = 16  # train_lora.py's default
 

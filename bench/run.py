@@ -28,7 +28,7 @@ from bench.common import (DEMO_BASE, FULL_SIZES, QUICK_SIZES, Sizes, collate, de
 from model.checkpoint import load_model
 from model.common import REPO_ROOT, PebbleError, run_cli
 from model.model_lora import load_lora
-from trainer.trainer_utils import keep_freed_memory, resolve_dtype
+from trainer.runtime import keep_freed_memory, resolve_dtype
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 LORA_DIR = REPO_ROOT / "out" / "lora"

@@ -39,7 +39,7 @@ from model.common import REPO_ROOT, PathLike, PebbleError, repo_path, run_cli
 from model.loading import adapter_path, check_tokenizer_fits, load_tokenizer, weight_path
 from model.model_lora import adapter_names, check_adapter_name, find_targets, load_lora, lora_layers, merge_lora
 from model.model_pebble import PebbleConfig, PebbleForCausalLM
-from trainer.trainer_utils import base_model_parser
+from trainer.config import base_model_parser
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
 PEFT_PREFIX = "base_model.model."

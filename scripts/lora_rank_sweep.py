@@ -18,7 +18,7 @@ from model.common import REPO_ROOT, repo_path, run_cli
 from model.loading import load_tokenizer, weight_path
 from model.model_lora import load_lora, lora_parameters
 from trainer.evaluation import assistant_token_loss, expect_rate, first_user_turns
-from trainer.trainer_utils import autocast, resolve_dtype
+from trainer.runtime import autocast, resolve_dtype
 
 ROOT = REPO_ROOT
 

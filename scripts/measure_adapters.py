@@ -19,12 +19,12 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dataset.lm_dataset import SFTDataset
-from model.checkpoint import load_model
 from model.common import repo_path, run_cli
-from model.loading import adapter_path, load_adapter, load_tokenizer, weight_path
+from model.loading import adapter_path, load_adapter, load_base, load_tokenizer
 from model.model_lora import adapter_active
+from trainer.config import add_device_flags, base_model_parser
 from trainer.evaluation import assistant_token_loss, expect_rate, first_user_turns
-from trainer.trainer_utils import autocast, base_model_parser, resolve_dtype
+from trainer.runtime import autocast, resolve_device, resolve_dtype
 
 
 def without_word(path: Path, word: str, out_dir: Path) -> Path:
@@ -37,10 +37,10 @@ def without_word(path: Path, word: str, out_dir: Path) -> Path:
 
 def measure(args: argparse.Namespace) -> dict:
     """All figures as a dict (losses, rates, relative changes)."""
-    device = "cpu"
+    device = resolve_device(args.device)
     tokenizer = load_tokenizer(args.tokenizer_path)
     save_dir = repo_path(args.save_dir)
-    model = load_model(weight_path(save_dir, args.weight, args.hidden_size)).eval()
+    model, _ = load_base(save_dir, args.weight, args.hidden_size, 0, tokenizer, device)
     for name in ("lora_identity", "lora_medical"):
         load_adapter(model, adapter_path(save_dir, name, args.hidden_size))
     general = without_word(repo_path(args.general_eval), args.base_name, Path(tempfile.mkdtemp()))
@@ -94,7 +94,7 @@ def table(m: dict, persona: str, base_name: str) -> str:
 
 def main() -> None:
     parser = base_model_parser(__doc__)
-    parser.add_argument("--dtype", default="auto")
+    add_device_flags(parser)
     parser.add_argument("--identity_eval", default="dataset/lora_identity_eval.jsonl")
     parser.add_argument("--medical_eval", default="dataset/lora_medical_eval.jsonl")
     parser.add_argument("--general_eval", default="dataset/sft_demo_eval.jsonl")

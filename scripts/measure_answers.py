@@ -35,8 +35,9 @@ from model.checkpoint import load_model
 from model.common import PebbleError, repo_path, run_cli
 from model.loading import adapter_path, load_adapter, load_tokenizer, parse_names, weight_path
 from model.model_lora import adapter_active
+from trainer.config import base_model_parser
 from trainer.evaluation import as_messages
-from trainer.trainer_utils import autocast, base_model_parser, resolve_dtype
+from trainer.runtime import autocast, resolve_dtype
 
 SETS = ("facts", "health", "identity", "unrelated")
 KEYWORD_SETS = ("facts", "health")  # sets whose lines carry "accept"

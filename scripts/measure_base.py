@@ -13,8 +13,9 @@ from model.chat import encode_prompt, generate_tokens, reply
 from model.checkpoint import load_model
 from model.common import repo_path, run_cli
 from model.loading import load_tokenizer, weight_path
+from trainer.config import base_model_parser
 from trainer.evaluation import assistant_token_loss, first_user_turns
-from trainer.trainer_utils import autocast, base_model_parser, resolve_dtype
+from trainer.runtime import autocast, resolve_dtype
 
 SAMPLE_PROMPTS = ["你好，你是谁？", "Who are you?", "法国的首都是哪里？", "What is 7 times 8?", "“苹果”用英语怎么说？",
                   "Tell me a joke.", "这条评论是正面还是负面？\n房间干净，服务也很热情。"]

@@ -70,7 +70,8 @@ from model.chat import TextStream, encode_prompt, generate_tokens, sampling_sett
 from model.common import PebbleError, repo_path, run_cli
 from model.loading import adapter_files, adapter_path, load_adapter, load_base, load_tokenizer, parse_names
 from model.model_lora import name_from_file
-from trainer.trainer_utils import autocast, base_model_parser, resolve_device, resolve_dtype
+from trainer.config import add_device_flags, base_model_parser
+from trainer.runtime import autocast, resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -89,9 +90,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         "SAVE_DIR/lora/ for this hidden size (default: all)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8998, help="port; 0 picks a free one (default: 8998)")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ... (default: auto)")
-    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
-                   help="autocast dtype; auto uses bf16 where it measures faster than fp32 (default: auto)")
+    add_device_flags(p)
     p.add_argument("--max_batch", type=int, default=16, help="most requests decoded together (default: 16)")
     p.add_argument("--max_queue", type=int, default=64,
                    help="most requests waiting for a batch; more get 429 (default: 64)")

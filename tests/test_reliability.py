@@ -21,7 +21,8 @@ from model import PebbleConfig, PebbleForCausalLM
 from model.checkpoint import atomic_write, load_model, save_model
 from model.common import PebbleError
 from model.model_lora import apply_lora, load_lora, save_lora
-from trainer.trainer_utils import TrainConfig, train
+from trainer.config import TrainConfig
+from trainer.trainer_utils import train
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=6400)

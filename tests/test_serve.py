@@ -25,10 +25,10 @@ openai = pytest.importorskip("openai")
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
-from eval_llm import load_adapter  # noqa: E402
 from model.chat import encode_prompt, generate_tokens, token_bytes  # noqa: E402
 from model.checkpoint import load_model  # noqa: E402
 from model.common import PebbleError  # noqa: E402
+from model.loading import load_adapter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 if not (ROOT / "out" / "full_sft_256.safetensors").is_file():

@@ -17,7 +17,7 @@ pytest.importorskip("fastapi")
 
 from test_serve import running_server, shipped_dir  # noqa: E402,F401 (shipped_dir: a fixture)
 from model.chat import encode_prompt, token_bytes  # noqa: E402
-from trainer.trainer_utils import load_tokenizer  # noqa: E402
+from model.loading import load_tokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("serve_openai_api", ROOT / "scripts" / "serve_openai_api.py")

@@ -14,8 +14,9 @@ from model import PebbleConfig, PebbleForCausalLM
 from model.checkpoint import exclusive_run
 from model.common import PebbleError
 from model.loading import load_tokenizer
-from trainer.train_lora import LoRATrainConfig, parse_blocks, probe_prompts
-from trainer.trainer_utils import TrainConfig, load_data, parse_config, train
+from trainer.config import LoRATrainConfig, TrainConfig, parse_config
+from trainer.train_lora import parse_blocks, probe_prompts
+from trainer.trainer_utils import load_data, train
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=6400)

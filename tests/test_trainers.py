@@ -14,8 +14,9 @@ from dataset.lm_dataset import PretrainDataset
 from model.checkpoint import load_model
 from model.common import PebbleError
 from model.model_lora import load_lora, read_lora
+from trainer.config import TrainConfig
 from trainer.train_tokenizer import train_tokenizer
-from trainer.trainer_utils import TrainConfig, init_model, train
+from trainer.trainer_utils import init_model, train
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--hidden_size", "32", "--num_hidden_layers", "2", "--batch_size", "4", "--dtype", "float32"]

@@ -11,7 +11,6 @@ import contextlib
 import os
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -27,56 +26,10 @@ from model.checkpoint import exclusive_run, fingerprint, load_model
 from model.common import PebbleError, repo_path, run_cli
 from model.loading import check_tokenizer_fits, load_tokenizer, weight_path
 from model.model_lora import apply_lora, load_lora, lora_disabled, mark_only_lora_trainable, merge_lora, save_lora
+from trainer.config import LoRATrainConfig, parse_config
 from trainer.evaluation import first_user_turns
-from trainer.trainer_utils import (TrainConfig, autocast, check_range, is_main_process, load_data, parse_config,
-                                   resolve_dtype, setup_distributed, train)
-
-
-@dataclass
-class LoRATrainConfig(TrainConfig):
-    """TrainConfig plus the adapter's shape and where it starts from."""
-
-    lora_name: str = "lora_identity"  # adapter name; file out/lora/{lora_name}_{hidden}.safetensors
-    rank: int = 8
-    alpha: float = 0.0  # scale is alpha / rank; 0 means alpha = rank (scale 1, as MiniMind's adapters)
-    # "all" (every linear layer of the blocks), "square" (in == out: q_proj and o_proj under GQA, MiniMind's rule),
-    # or names such as q_proj,v_proj. "all" is the default: on the demo adapters it kept general chat far better
-    # at the same task quality (README, "The demo adapters").
-    targets: str = "all"
-    # Which decoder blocks get adapters: "all", or a range such as 4-7 (0-based). Gradients flow back only as far
-    # as the lowest adapted block, so leaving out the lower blocks also saves their backward pass.
-    lora_blocks: str = "all"
-    lora_dropout: float = 0.0
-    preset_lora: str = "none"  # merge out/lora/{preset_lora}_{hidden} into the base first, train a new one on top
-    lora_checkpoint: str = "none"  # an adapter file to continue training
-    probe_count: int = 2  # prompts answered before and after training (from the held-out file if there is one)
-    # General chat mixed into the task data, as a share of the task's size ("none" or 0 to turn off). Replaying
-    # what the base was tuned on keeps the adapter from overwriting everything else the base does.
-    replay_data: str = "dataset/sft_demo.jsonl"
-    replay_ratio: float = 0.5
-    # Replayed conversations containing this text are left out: the demo base's answers about itself, which an
-    # identity adapter is meant to change, not keep ("" keeps every conversation).
-    replay_exclude: str = "Pebble"
-    # What the replayed replies teach: "kl" pulls the adapted model's next-token distribution towards the
-    # frozen base's own (self-distillation: keep what the base does); "ce" fits the replayed text itself.
-    replay_loss: str = "kl"
-    # With --replay_loss kl: weight of a replayed token's KL against a task token's CE. Fewer replayed rows with a
-    # larger weight kept general chat as well as more rows with a smaller one, for less compute (README).
-    replay_weight: float = 8.0
-
-    def validate(self) -> None:
-        super().validate()
-        if self.rank <= 0:
-            raise PebbleError(f"--rank must be positive, got {self.rank}")
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", self.lora_name):
-            raise PebbleError(f"--lora_name {self.lora_name!r} must be a plain name of letters, digits, _ and - "
-                              "(the adapter goes to out/lora/{lora_name}_{hidden}.safetensors)")
-        check_range("alpha", self.alpha, low=0)
-        check_range("lora_dropout", self.lora_dropout, low=0, high=0.9)
-        check_range("replay_ratio", self.replay_ratio, low=0)
-        check_range("replay_weight", self.replay_weight, low=0)
-        if self.replay_loss not in ("kl", "ce"):
-            raise PebbleError(f"--replay_loss must be kl or ce, got {self.replay_loss!r}")
+from trainer.runtime import autocast, hold_frozen_linears, is_main_process, resolve_dtype, setup_distributed
+from trainer.trainer_utils import load_data, train
 
 
 def parse_blocks(spec: str, num_blocks: int) -> Optional[list[int]]:
@@ -88,16 +41,6 @@ def parse_blocks(spec: str, num_blocks: int) -> Optional[list[int]]:
     if not blocks or blocks[-1] >= num_blocks:
         raise PebbleError(f"--lora_blocks must be all or a range FIRST-LAST within 0-{num_blocks - 1}, got {spec!r}")
     return blocks
-
-
-def hold_frozen_linears(model: torch.nn.Module, dtype: torch.dtype) -> None:
-    """Keep the frozen linear weights in the autocast dtype: autocast then has nothing to cast at every step,
-    and the base takes half the memory. Embeddings, norms and the adapters stay float32, so the residual
-    stream and the trained weights keep full precision."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.Linear) and not module.weight.requires_grad:
-            if module.weight is not model.get_input_embeddings().weight:  # a tied lm_head stays with the embedding
-                module.weight.data = module.weight.data.to(dtype)
 
 
 def replay_distillation_loss(model: torch.nn.Module, weight: float = 1.0) -> Callable[[torch.nn.Module, dict],

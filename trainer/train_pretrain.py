@@ -10,7 +10,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dataset.lm_dataset import PretrainDataset
 from model.common import run_cli
-from trainer.trainer_utils import TrainConfig, parse_config, run_stage
+from trainer.config import TrainConfig, parse_config
+from trainer.trainer_utils import run_stage
 
 
 def main() -> None:

@@ -1,23 +1,19 @@
-"""What every training stage shares: the config, the device/dtype choice, the data order, the LR schedule,
-checkpoints that resume exactly, and the training loop itself.
+"""The training loop every stage shares, and what a stage does around it.
 
-A stage script builds a model and a dataset, then calls `train(...)` with a function that writes its
-artifact (full weights, or only an adapter). Runs under `torchrun` as DistributedDataParallel.
+A stage script builds a model and a dataset, then calls `train(...)` with a function that writes its artifact
+(full weights, or only an adapter). Runs under `torchrun` as DistributedDataParallel. The loop's parts live in
+their own modules: trainer/config.py (flags), trainer/runtime.py (device, dtype, processes) and
+trainer/schedule.py (data order, learning rate, checkpoints).
 """
-import argparse
 import contextlib
-import ctypes
 import dataclasses
 import functools
-import hashlib
 import json
 import math
 import os
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 import torch.distributed as dist
@@ -25,322 +21,15 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from dataset.lm_dataset import IGNORE_INDEX, PadCollator
-from model.checkpoint import exclusive_run, load_model, load_tensors, save_model, save_tensors
+from model.checkpoint import exclusive_run, load_model, save_model
 from model.common import PebbleError, repo_path
 from model.loading import check_tokenizer_fits, load_tokenizer, weight_path
 from model.model_pebble import PebbleConfig, PebbleForCausalLM
-from trainer.tracking import Tracker, installed_backend
-
-
-@dataclass
-class TrainConfig:
-    """Options shared by the training stages; each field is also a command-line flag of the same name."""
-
-    save_dir: str = "out"  # where weights, checkpoints and logs go
-    save_weight: str = "pretrain"  # artifact name: out/{save_weight}_{hidden_size}.safetensors
-    epochs: int = 1
-    batch_size: int = 32  # samples per step per process
-    learning_rate: float = 5e-4  # peak LR, reached after warmup, then cosine decay to lr_min_ratio * peak
-    lr_min_ratio: float = 0.1
-    warmup_ratio: float = 0.03  # share of all optimizer steps spent warming up
-    weight_decay: float = 0.0
-    device: str = "auto"  # auto: cuda if available, else cpu
-    dtype: str = "auto"  # auto|bfloat16|float16|float32; auto measures whether bf16 matmuls are faster here
-    accumulation_steps: int = 1  # micro-batches per optimizer step
-    grad_clip: float = 1.0
-    log_interval: int = 10  # optimizer steps between log lines
-    save_interval: int = 200  # optimizer steps between checkpoints
-    hidden_size: int = 256
-    num_hidden_layers: int = 8
-    max_seq_len: int = 340  # longer samples are truncated (and counted)
-    data_path: str = "dataset/pretrain_demo.jsonl"
-    tokenizer_path: str = "model"
-    from_weight: str = "none"  # start from out/{from_weight}_{hidden_size}.*, or "none" for random init
-    from_resume: int = 0  # 1: continue from the last checkpoint of this run
-    max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs); for smoke tests
-    seed: int = 42
-    skip_bad_lines: int = 0  # 1: leave out malformed JSONL lines (and list them) instead of stopping
-    # 1: torch.compile the training forward: compiling takes a while (see the README), so it pays off on long
-    # runs and GPUs, not on the short demo jobs. --use_compile is MiniMind's name for it.
-    compile: int = 0
-    use_compile: int = 0
-    # MiniMind's experiment tracking flags: 1 also logs the metrics to wandb, swanlab or TensorBoard (the first
-    # one installed; offline when there is no network). pip install -r requirements-track.txt
-    use_wandb: int = 0
-    wandb_project: str = "Pebble"
-    # Accepted so that MiniMind command lines run; data is tokenized up front and batches are built in the main
-    # process, so no loader workers are started.
-    num_workers: int = 0
-
-    def validate(self) -> None:
-        """Reject values no run can use, with the flag's name."""
-        for name in ("epochs", "batch_size", "accumulation_steps", "max_seq_len", "log_interval", "save_interval"):
-            if getattr(self, name) <= 0:
-                raise PebbleError(f"--{name} must be positive, got {getattr(self, name)}")
-        if self.max_steps < 0:
-            raise PebbleError(f"--max_steps must be 0 (all epochs) or positive, got {self.max_steps}")
-        check_range("learning_rate", self.learning_rate, low=0, low_open=True, high=1)
-        check_range("lr_min_ratio", self.lr_min_ratio, low=0, high=1)
-        check_range("warmup_ratio", self.warmup_ratio, low=0, high=1)
-        check_range("weight_decay", self.weight_decay, low=0)
-        check_range("grad_clip", self.grad_clip, low=0)
-        if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
-            raise PebbleError(f"--dtype must be auto, bfloat16, float16 or float32, got {self.dtype!r}")
-        resolve_device(self.device)
-        if self.use_wandb:
-            installed_backend()  # a missing tracker stops the run now, not after the data and model are loaded
-
-
-def check_range(flag: str, value: float, low: float, high: float = math.inf, low_open: bool = False) -> None:
-    """A numeric flag must be a finite number in [low, high] (or (low, high] with low_open)."""
-    below = value <= low if low_open else value < low
-    if not math.isfinite(value) or below or value > high:
-        interval = ("(" if low_open else "[") + f"{low}, " + (f"{high}]" if math.isfinite(high) else "inf)")
-        raise PebbleError(f"--{flag} must be a finite number in {interval}, got {value}")
-
-
-def resolve_device(name: str) -> str:
-    """--device as a torch device string: auto (cuda if this PyTorch sees a GPU, else cpu), cpu, cuda, cuda:N, mps."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    kind, _, index = name.partition(":")
-    if name == "cpu":
-        return name
-    if kind == "cuda" and (not index or index.isdigit()):
-        if not torch.cuda.is_available():
-            raise PebbleError(f"--device {name}: this PyTorch sees no CUDA GPU (a CPU-only build, or no driver); "
-                              "use --device cpu, or install PyTorch's CUDA build")
-        if index and int(index) >= torch.cuda.device_count():
-            raise PebbleError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA device(s)")
-        return name
-    if name == "mps":
-        if not torch.backends.mps.is_available():
-            raise PebbleError("--device mps: this PyTorch or machine has no Apple GPU backend; use --device cpu")
-        return name
-    raise PebbleError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
-
-
-SWITCHES = ("from_resume", "compile", "use_compile", "use_wandb", "skip_bad_lines")  # 0/1 flags
-
-
-def parse_config(cls: type, description: str, **defaults) -> "TrainConfig":
-    """Map the dataclass fields of cls onto argparse flags (with per-stage defaults) and parse argv."""
-    parser = argparse.ArgumentParser(description=description)
-    for f in dataclasses.fields(cls):
-        default = defaults.get(f.name, f.default)
-        switch = {"nargs": "?", "const": 1} if f.name in SWITCHES else {}  # MiniMind writes them bare: --use_wandb
-        parser.add_argument(f"--{f.name}", type=type(f.default), default=default,
-                            help=f.metadata.get("help", f"(default: {default})"), **switch)
-    cfg = cls(**vars(parser.parse_args()))
-    cfg.compile = cfg.compile or cfg.use_compile
-    cfg.validate()
-    return cfg
-
-
-# ---------------------------------------------------------------- device, precision, processes
-
-def is_main_process() -> bool:
-    """True on rank 0 (or when not distributed): only it prints and writes files."""
-    return not dist.is_initialized() or dist.get_rank() == 0
-
-
-def setup_distributed(device: str) -> tuple[int, int, str]:
-    """Join the torchrun process group if launched by torchrun -> (rank, world_size, device)."""
-    device = resolve_device(device)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, device
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    rank, local = dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0"))
-    if device.startswith("cuda"):
-        torch.cuda.set_device(local)
-        device = f"cuda:{local}"
-    return rank, world, device
-
-
-@functools.lru_cache(maxsize=None)
-def keep_freed_memory() -> bool:
-    """Ask glibc to keep freed blocks of up to 32 MiB for reuse instead of handing them back to the kernel.
-
-    Every step frees and reallocates the same activation-sized tensors; by default glibc maps blocks over
-    128 KiB afresh each time, and the kernel then zeroes and faults in every page again (thousands of page
-    faults per LoRA step on the demo base). Returns False where this is not glibc on Linux.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # mallopt parameter numbers from glibc's malloc.h
-    return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
-
-
-@functools.lru_cache(maxsize=None)
-def bf16_is_faster(device: str) -> bool:
-    """Time a bf16 and an fp32 matmul here: CPUs without native bf16 emulate it and are slower."""
-    if device.startswith("cuda"):
-        return torch.cuda.is_bf16_supported()
-    a32 = torch.randn(512, 512)
-    timings = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        a = a32.to(dtype)
-        for _ in range(3):
-            a @ a
-        t = time.perf_counter()
-        for _ in range(10):
-            a @ a
-        timings[dtype] = time.perf_counter() - t
-    return timings[torch.bfloat16] * 1.2 < timings[torch.float32]
-
-
-def resolve_dtype(name: str, device: str) -> torch.dtype:
-    """The autocast dtype for --dtype (auto: bf16 where it measures faster, else fp32)."""
-    if name == "auto":
-        return torch.bfloat16 if bf16_is_faster(device) else torch.float32
-    return getattr(torch, name)
-
-
-def autocast(device: str, dtype: torch.dtype):
-    """Mixed-precision context for the forward pass (a no-op for fp32)."""
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
-
-
-# ---------------------------------------------------------------- data order and schedule
-
-def epoch_batches(lengths: list[int], batch: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
-                  group: int = 64) -> list[list[int]]:
-    """This process's batches for one epoch, deterministic in (seed, epoch) so a resumed run sees the same order.
-
-    A seeded permutation is cut into windows of `group` global batches; each window is sorted by length
-    before it is cut into global batches of batch * world (the incomplete last one dropped), and the batch
-    order is shuffled again. Samples of similar length share a batch, so padding to the longest costs little.
-    Rank takes its slice of each global batch: one process with batch B*W sees what W processes see together.
-    """
-    g = torch.Generator().manual_seed(seed + epoch)
-    perm = torch.randperm(len(lengths), generator=g).tolist()
-    step = batch * world
-    window = step * group
-    order = []
-    for start in range(0, len(perm), window):
-        order += sorted(perm[start:start + window], key=lambda i: lengths[i])
-    starts = list(range(0, len(order) - step + 1, step))
-    starts = [starts[i] for i in torch.randperm(len(starts), generator=g).tolist()]
-    return [order[s + rank * batch: s + (rank + 1) * batch] for s in starts]
-
-
-def lr_at(step: int, total: int, peak: float, warmup_ratio: float, min_ratio: float) -> float:
-    """Linear warmup to peak, then cosine decay to min_ratio * peak at the last step."""
-    warmup = max(1, int(total * warmup_ratio))
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
-# ---------------------------------------------------------------- checkpoints
-
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The parameters that training changes (all of them for full training, only adapters for LoRA)."""
-    return {k: p.detach() for k, p in model.named_parameters() if p.requires_grad}
-
-
-def save_checkpoint(path: Path, model, optimizer, progress: dict) -> None:
-    """Write trainable weights, optimizer state and progress to one safetensors file (no pickle)."""
-    tensors = {f"model.{k}": v for k, v in trainable_state(model).items()}
-    opt = optimizer.state_dict()
-    for idx, state in opt["state"].items():
-        for key, value in state.items():
-            tensors[f"optim.{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    save_tensors(tensors, path, {"format": "pebble-checkpoint", "progress": progress,
-                                 "param_groups": opt["param_groups"]})
-
-
-# Flags that may change between a run and its resumption: they do not change what is trained.
-RESUMABLE_FLAGS = ("from_resume", "max_steps", "log_interval", "save_interval", "device", "dtype", "compile",
-                   "use_compile", "probe_count", "skip_bad_lines", "use_wandb", "wandb_project", "num_workers")
-
-
-def run_signature(cfg: TrainConfig, dataset, world: int) -> dict:
-    """What a checkpoint must agree on to be continued: the flags that shape the run, and a hash of the data
-    (the bytes of every data file the flags name, and the tokenized lengths in order)."""
-    flags = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RESUMABLE_FLAGS}
-    flags["world_size"] = world
-    h = hashlib.sha256(json.dumps(list(dataset.lengths)).encode())
-    for name, value in sorted(flags.items()):
-        if name.endswith(("data", "data_path")) and repo_path(value).is_file():
-            h.update(repo_path(value).read_bytes())
-    return {"flags": flags, "data_sha256": h.hexdigest()[:16]}
-
-
-def check_same_run(path: Path, progress: dict, signature: dict) -> None:
-    """Refuse to resume from a checkpoint of another run (other flags or data)."""
-    saved = progress.get("flags", {})
-    changed = [k for k in signature["flags"] if k in saved and saved[k] != signature["flags"][k]]
-    if changed:
-        shown = ", ".join(f"--{k} {saved[k]} (now {signature['flags'][k]})" for k in changed[:4])
-        raise PebbleError(f"{path} was written by a run with {shown}; pass the same flags to resume it, or start "
-                          "without --from_resume 1")
-    if progress.get("data_sha256", signature["data_sha256"]) != signature["data_sha256"]:
-        raise PebbleError(f"{path} was written by a run on other data (the data files changed since); start "
-                          "without --from_resume 1")
-
-
-def load_checkpoint(path: Path, model, optimizer) -> dict:
-    """Restore what save_checkpoint wrote into model and optimizer; returns the saved progress."""
-    tensors, meta = load_tensors(path)
-    if meta.get("format") != "pebble-checkpoint":
-        raise PebbleError(f"{path} is not a Pebble training checkpoint")
-    params = dict(model.named_parameters())
-    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    if set(weights) != set(trainable_state(model)):
-        raise PebbleError(f"{path} was saved by a different run (other model or adapter layout); "
-                          "start without --from_resume 1")
-    with torch.no_grad():
-        for k, v in weights.items():
-            params[k].copy_(v)
-    state: dict = {}
-    for k, v in tensors.items():
-        if k.startswith("optim."):
-            _, idx, key = k.split(".", 2)
-            state.setdefault(int(idx), {})[key] = v
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    # The file holds contiguous tensors, but a weight held column-major has column-major moments: give each
-    # moment its parameter's layout again, because fused AdamW walks the two in memory order.
-    for param, moments in optimizer.state.items():
-        for key, value in moments.items():
-            if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
-                moments[key] = torch.empty_like(param).copy_(value)
-    return meta["progress"]
-
-
-# ---------------------------------------------------------------- the loop
-
-class MetricsLog:
-    """Append-only JSONL of training metrics (one object per logged step); rank 0 writes."""
-
-    def __init__(self, path: Path, fresh: bool):
-        self.path = path
-        if fresh and is_main_process() and path.exists():
-            path.unlink()
-
-    def write(self, record: dict) -> None:
-        if is_main_process():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-
-
-def make_optimizer(params: list, lr: float, weight_decay: float, device: str) -> torch.optim.AdamW:
-    """AdamW, as one fused kernel per step where torch has one (CPU, CUDA): on the 2-core CPU its step over a
-    LoRA adapter's 112 small tensors took 0.5 instead of 2.1 ms, over the whole demo base 9.4 instead of 12.6."""
-    fused = device.split(":")[0] in ("cpu", "cuda")
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
+from trainer.config import TrainConfig
+from trainer.runtime import (autocast, is_main_process, keep_freed_memory, make_optimizer, resolve_dtype,
+                             setup_distributed)
+from trainer.schedule import check_same_run, epoch_batches, load_checkpoint, lr_at, run_signature, save_checkpoint
+from trainer.tracking import Tracker
 
 
 def train(
@@ -362,8 +51,6 @@ def train(
     """
     torch.manual_seed(cfg.seed)
     keep_freed_memory()
-    save_dir = Path(cfg.save_dir)
-    ckpt_path = save_dir / "checkpoints" / f"{run_name}.safetensors"
     dtype = resolve_dtype(cfg.dtype, device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, cfg.learning_rate, cfg.weight_decay, device)
@@ -371,60 +58,19 @@ def train(
     net = DistributedDataParallel(model) if world > 1 else model
     if cfg.compile:
         net = torch.compile(net, dynamic=True)  # lengths vary from batch to batch: one graph for all of them
-    collate = PadCollator(pad_id=0, max_seq_len=cfg.max_seq_len, pad_multiple=16)
-
-    per_epoch = len(epoch_batches(dataset.lengths, cfg.batch_size, cfg.seed, 0, rank, world)) // cfg.accumulation_steps
-    total = per_epoch * cfg.epochs
-    if cfg.max_steps:
-        total = min(total, cfg.max_steps)
-    if total == 0:
-        raise PebbleError(f"{cfg.data_path} has {len(dataset)} samples: too few for one step of "
-                          f"batch_size {cfg.batch_size} x accumulation_steps {cfg.accumulation_steps}")
-    signature = run_signature(cfg, dataset, world)
-    start = 0
-    if cfg.from_resume:
-        if ckpt_path.is_file():
-            progress = load_checkpoint(ckpt_path, model, optimizer)
-            check_same_run(ckpt_path, progress, signature)
-            start = min(progress["step"], total)
-            if is_main_process() and start == total:
-                # A run killed after its last checkpoint may not have written its result: write it again.
-                print(f"{ckpt_path} has finished all {total} steps: writing its result again, no training")
-            elif is_main_process():
-                print(f"resumed from {ckpt_path} at step {start}/{total}")
-        elif is_main_process():
-            print(f"no checkpoint at {ckpt_path}; starting from step 0")
-    saved_at = start or None  # the step whose checkpoint is on disk, if any
-    log = MetricsLog(save_dir / f"{run_name}.log.jsonl", fresh=start == 0)
-    tracker = (Tracker.start(cfg.wandb_project, run_name, dataclasses.asdict(cfg), cfg.save_dir)
-               if cfg.use_wandb and is_main_process() else None)
-
-    def checkpoint(step: int) -> None:
-        nonlocal saved_at
-        if is_main_process():
-            save_checkpoint(ckpt_path, model, optimizer, {"step": step, "total": total, **signature})
-            save_artifact(model)
-        saved_at = step
-        if world > 1:
-            dist.barrier()
-
+    batches = StepBatches(dataset, cfg, rank, world)
+    checkpoints = Checkpoints(Path(cfg.save_dir) / "checkpoints" / f"{run_name}.safetensors", model, optimizer,
+                              run_signature(cfg, dataset, world), batches.total, save_artifact, world)
+    start = checkpoints.resume() if cfg.from_resume else 0
+    log = TrainLog(cfg, run_name, start, batches.total, world)
     model.train()
-    quiet = {} if is_main_process() else {"disable": True}  # left unset on rank 0, so TQDM_DISABLE=1 is honoured
-    bar = tqdm(total=total, initial=start, dynamic_ncols=True, desc=run_name, **quiet)
-    tokens, t0, loss_sum, loss_n, last = 0, time.perf_counter(), 0.0, 0, {}
-    batches_epoch, batches = -1, []
-    for step in range(start, total):
-        epoch, in_epoch = divmod(step, per_epoch)
-        if epoch != batches_epoch:
-            batches_epoch, batches = epoch, epoch_batches(dataset.lengths, cfg.batch_size, cfg.seed, epoch, rank, world)
-        lr = lr_at(step, total, cfg.learning_rate, cfg.warmup_ratio, cfg.lr_min_ratio)
+    for step in range(start, batches.total):
+        lr = lr_at(step, batches.total, cfg.learning_rate, cfg.warmup_ratio, cfg.lr_min_ratio)
         for group in optimizer.param_groups:
             group["lr"] = lr
         torch.manual_seed(cfg.seed * 100003 + step)  # dropout masks depend only on the step: resumable
-        for micro in range(cfg.accumulation_steps):
-            batch = collate([dataset[i] for i in batches[in_epoch * cfg.accumulation_steps + micro]])
-            batch = {k: v.to(device) for k, v in batch.items()}
-            sync = micro == cfg.accumulation_steps - 1 or world == 1
+        for micro, batch in enumerate(batches.of_step(step, device)):
+            sync = micro == cfg.accumulation_steps - 1 or world == 1  # DDP averages gradients at the last one
             with (contextlib.nullcontext() if sync else net.no_sync()), autocast(device, dtype):
                 # Right padding under a causal mask never reaches real tokens, so no attention mask is needed.
                 if loss_fn is None:
@@ -432,46 +78,143 @@ def train(
                 else:
                     loss = loss_fn(net, batch)
             if not torch.isfinite(loss):
-                kept = (f"the checkpoint of step {saved_at} ({ckpt_path}) is the last good one" if saved_at else
-                        "nothing was written")
-                raise PebbleError(f"the loss became {loss.item()} at step {step}; lower --learning_rate; {kept}")
+                raise PebbleError(f"the loss became {loss.item()} at step {step}; lower --learning_rate; "
+                                  f"{checkpoints.last_good()}")
             scaler.scale(loss / cfg.accumulation_steps).backward()
-            tokens += int(batch["attention_mask"].sum()) * world
-            loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
+            log.add(loss, batch)
         scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip) if cfg.grad_clip > 0 else torch.tensor(0.0)
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
-        bar.update(1)
-        done = step + 1
-        if done % cfg.log_interval == 0 or done == total:
-            elapsed = time.perf_counter() - t0
-            last = {"step": done, "epoch": epoch, "loss": round(loss_sum / loss_n, 4), "lr": lr,
-                    "grad_norm": round(float(grad_norm), 4), "tokens_per_s": round(tokens / elapsed, 1),
-                    "elapsed_s": round(elapsed, 1)}
-            log.write(last)
-            if tracker:
-                tracker.log(last, done)
-            bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{last['tokens_per_s']:.0f}")
-            loss_sum, loss_n = 0.0, 0
-        if done % cfg.save_interval == 0 and done < total:
-            checkpoint(done)
-    bar.close()
-    checkpoint(total)
-    if tracker:
-        tracker.finish()
-    return {"steps": total, "dtype": str(dtype).replace("torch.", ""), **last}
+        log.step(step + 1, step // batches.per_epoch, lr, grad_norm)
+        if (step + 1) % cfg.save_interval == 0 and step + 1 < batches.total:
+            checkpoints.save(step + 1)
+    log.close()
+    checkpoints.save(batches.total)
+    return {"steps": batches.total, "dtype": str(dtype).replace("torch.", ""), **log.last}
 
+
+class StepBatches:
+    """The micro-batches of each optimizer step: epoch_batches' order for the step's epoch, collated (padded to
+    the longest sample, rounded up to a multiple of 16) and moved to the device."""
+
+    def __init__(self, dataset, cfg: TrainConfig, rank: int, world: int):
+        self.dataset, self.cfg, self.rank, self.world = dataset, cfg, rank, world
+        self.collate = PadCollator(pad_id=0, max_seq_len=cfg.max_seq_len, pad_multiple=16)
+        self.epoch, self.order = 0, self.epoch_order(0)  # one epoch's batches at a time
+        self.per_epoch = len(self.order) // cfg.accumulation_steps
+        self.total = min(self.per_epoch * cfg.epochs, cfg.max_steps or math.inf)
+        if self.total == 0:
+            raise PebbleError(f"{cfg.data_path} has {len(dataset)} samples: too few for one step of "
+                              f"batch_size {cfg.batch_size} x accumulation_steps {cfg.accumulation_steps}")
+
+    def epoch_order(self, epoch: int) -> list[list[int]]:
+        return epoch_batches(self.dataset.lengths, self.cfg.batch_size, self.cfg.seed, epoch, self.rank, self.world)
+
+    def of_step(self, step: int, device: str) -> Iterator[dict]:
+        epoch, in_epoch = divmod(step, self.per_epoch)
+        if epoch != self.epoch:
+            self.epoch, self.order = epoch, self.epoch_order(epoch)
+        first = in_epoch * self.cfg.accumulation_steps
+        for indices in self.order[first:first + self.cfg.accumulation_steps]:
+            yield {k: v.to(device) for k, v in self.collate([self.dataset[i] for i in indices]).items()}
+
+
+class Checkpoints:
+    """The run's checkpoint file: where a resumed run starts, and the trainable weights, optimizer state and
+    progress written every save_interval steps and at the end, each time with the stage's artifact."""
+
+    def __init__(self, path: Path, model, optimizer, signature: dict, total: int,
+                 save_artifact: Callable[[torch.nn.Module], None], world: int):
+        self.path, self.model, self.optimizer, self.signature = path, model, optimizer, signature
+        self.total, self.save_artifact, self.world = total, save_artifact, world
+        self.saved_at: Optional[int] = None  # the step whose checkpoint is on disk, if any
+
+    def resume(self) -> int:
+        """The step to start from: the checkpoint's, once it is known to be of this run (0 without one)."""
+        if not self.path.is_file():
+            if is_main_process():
+                print(f"no checkpoint at {self.path}; starting from step 0")
+            return 0
+        progress = load_checkpoint(self.path, self.model, self.optimizer)
+        check_same_run(self.path, progress, self.signature)
+        start = min(progress["step"], self.total)
+        if is_main_process():
+            # A run killed after its last checkpoint may not have written its result: the loop writes it again.
+            print(f"{self.path} has finished all {self.total} steps: writing its result again, no training"
+                  if start == self.total else f"resumed from {self.path} at step {start}/{self.total}")
+        self.saved_at = start or None
+        return start
+
+    def save(self, step: int) -> None:
+        if is_main_process():
+            save_checkpoint(self.path, self.model, self.optimizer, {"step": step, "total": self.total,
+                                                                    **self.signature})
+            self.save_artifact(self.model)
+        self.saved_at = step
+        if self.world > 1:
+            dist.barrier()
+
+    def last_good(self) -> str:
+        """What is on disk, for an error that stops the run."""
+        return (f"the checkpoint of step {self.saved_at} ({self.path}) is the last good one" if self.saved_at else
+                "nothing was written")
+
+
+class TrainLog:
+    """What a run reports: a progress bar, and every log_interval steps (and at the last) one metrics line,
+    appended to SAVE_DIR/{run_name}.log.jsonl by rank 0 and sent to the tracker with --use_wandb 1."""
+
+    def __init__(self, cfg: TrainConfig, run_name: str, start: int, total: int, world: int):
+        self.path = Path(cfg.save_dir) / f"{run_name}.log.jsonl"
+        self.interval, self.total, self.world = cfg.log_interval, total, world
+        if start == 0 and is_main_process() and self.path.exists():
+            self.path.unlink()  # a fresh run starts a fresh log
+        self.tracker = (Tracker.start(cfg.wandb_project, run_name, dataclasses.asdict(cfg), cfg.save_dir)
+                        if cfg.use_wandb and is_main_process() else None)
+        quiet = {} if is_main_process() else {"disable": True}  # left unset on rank 0, so TQDM_DISABLE=1 is honoured
+        self.bar = tqdm(total=total, initial=start, dynamic_ncols=True, desc=run_name, **quiet)
+        self.tokens, self.t0, self.loss_sum, self.loss_n, self.last = 0, time.perf_counter(), 0.0, 0, {}
+
+    def add(self, loss: torch.Tensor, batch: dict) -> None:
+        """Count one micro-batch: its loss and its real (not padding) tokens over all processes."""
+        self.tokens += int(batch["attention_mask"].sum()) * self.world
+        self.loss_sum, self.loss_n = self.loss_sum + loss.item(), self.loss_n + 1
+
+    def step(self, done: int, epoch: int, lr: float, grad_norm: torch.Tensor) -> None:
+        """An optimizer step is done: advance the bar and, at an interval, write the mean loss since the last line."""
+        self.bar.update(1)
+        if done % self.interval and done != self.total:
+            return
+        elapsed = time.perf_counter() - self.t0
+        self.last = {"step": done, "epoch": epoch, "loss": round(self.loss_sum / self.loss_n, 4), "lr": lr,
+                     "grad_norm": round(float(grad_norm), 4), "tokens_per_s": round(self.tokens / elapsed, 1),
+                     "elapsed_s": round(elapsed, 1)}
+        if is_main_process():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(self.last) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        if self.tracker:
+            self.tracker.log(self.last, done)
+        self.bar.set_postfix(loss=f"{self.last['loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{self.last['tokens_per_s']:.0f}")
+        self.loss_sum, self.loss_n = 0.0, 0
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.tracker:
+            self.tracker.finish()
+
+
+# ---------------------------------------------------------------- one stage, start to end
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     """(total, trainable) parameter counts, counting tied weights once."""
     params = {id(p): p for p in model.parameters()}.values()
     return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
 
-
-
-# ---------------------------------------------------------------- one stage, start to end
 
 def load_data(cfg: TrainConfig, dataset_cls: type, tokenizer):
     """The training data, tokenized; prints how many samples, how many were truncated or skipped and why."""
@@ -529,14 +272,3 @@ def run_stage(cfg: TrainConfig, dataset_cls: type) -> None:
 
 def _save_full(model: PebbleForCausalLM, path: Path, data_path: str) -> None:
     save_model(model, path, dtype=torch.float16, data=os.path.basename(data_path))
-
-
-def base_model_parser(description: str) -> argparse.ArgumentParser:
-    """An argument parser with the flags that pick a trained base: --save_dir --weight --hidden_size
-    --tokenizer_path (for the measuring scripts)."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--save_dir", default="out")
-    parser.add_argument("--weight", default="full_sft", help="out/{weight}_{hidden_size}.safetensors or .pth")
-    parser.add_argument("--hidden_size", type=int, default=256)
-    parser.add_argument("--tokenizer_path", default="model")
-    return parser
