@@ -1,0 +1,35 @@
+"""The base's training files hold no held-out prompt, and the everyday replies are all used."""
+import json
+
+from dataset.build_base_data import everyday_conversations, held_out_keys, main
+from dataset.everyday_chat import prompt_key
+
+
+def read_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_every_everyday_prompt_gets_each_reply_of_its_intent_once():
+    intents = [{"intent": "x", "lang": "en", "prompts": ["a?", "b?", "c?"], "replies": ["1.", "2."]}]
+    pairs = [tuple(t["content"] for t in row["conversations"]) for row in everyday_conversations(intents)]
+    assert sorted(pairs) == sorted((p, r) for p in ("a?", "b?", "c?") for r in ("1.", "2."))
+
+
+def test_built_files_hold_no_held_out_prompt_and_the_same_seed_gives_the_same_files(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": f"Paragraph number {i} of plain text."}) + "\n"
+                              for i in range(50)), encoding="utf-8")
+    args = ["--corpus", str(corpus), "--corpus_tokens", "100", "--fact_paragraphs", "20",
+            "--fact_conversations", "3000", "--everyday_text_copies", "1"]
+    main([*args, "--out_dir", str(tmp_path / "a")])
+    main([*args, "--out_dir", str(tmp_path / "b")])
+    for name in ("pretrain_base.jsonl", "sft_base.jsonl"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    banned = held_out_keys()
+    assert len(banned) > 800  # the held-out sets and the demo eval sets were read
+    sft = read_jsonl(tmp_path / "a" / "sft_base.jsonl")
+    users = [prompt_key(t["content"]) for row in sft for t in row["conversations"] if t["role"] == "user"]
+    assert users and not banned.intersection(users)
+    texts = [row["text"] for row in read_jsonl(tmp_path / "a" / "pretrain_base.jsonl")]
+    assert 0 < sum("Paragraph number" in t for t in texts) < 50  # only about --corpus_tokens of the corpus
