@@ -8,7 +8,8 @@ Pretraining (`pretrain_base.jsonl`, {"text"}): natural text sampled from the off
 everyday-chat table written out as questions and answers.
 
 SFT (`sft_base.jsonl`, {"conversations"}): the committed demo conversations (dataset/sft_demo.jsonl), fact
-questions in many wordings, and every everyday-chat prompt answered by each of its replies in turn.
+questions in many wordings, and every everyday-chat prompt answered by each of its replies in turn. The first
+--replay_size of them also go to dataset/replay_chat.jsonl (committed): LoRA training replays them.
 
 No user prompt of a held-out set (dataset/heldout/*.jsonl, dataset/*_eval.jsonl) is written, compared after
 lower-casing and dropping everything but letters and digits. Seeded: the same inputs give the same files.
@@ -115,6 +116,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fact_paragraphs", type=int, default=20_000, help="pretraining paragraphs of facts")
     parser.add_argument("--fact_conversations", type=int, default=60_000, help="SFT fact questions")
     parser.add_argument("--everyday_text_copies", type=int, default=3, help="passes over the table as text")
+    parser.add_argument("--replay_out", default=str(DATASET / "replay_chat.jsonl"),
+                        help="where to write the replay sample for LoRA training ('' for none)")
+    parser.add_argument("--replay_size", type=int, default=8000)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
 
@@ -164,6 +168,10 @@ def main(argv: list[str] | None = None) -> None:
 
     for name, rows in (("pretrain_base.jsonl", pretrain), ("sft_base.jsonl", sft)):
         print(f"wrote {out_dir / name}: {len(rows)} rows, sha256 {write_jsonl(out_dir / name, rows)}")
+    if args.replay_out:
+        # A committed sample of the same SFT mix: LoRA training replays it to keep the base's own answers.
+        print(f"wrote {args.replay_out}: {args.replay_size} rows, sha256 "
+              f"{write_jsonl(Path(args.replay_out), sft[:args.replay_size])}")
 
 
 if __name__ == "__main__":

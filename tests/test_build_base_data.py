@@ -22,13 +22,14 @@ def test_built_files_hold_no_held_out_prompt_and_the_same_seed_gives_the_same_fi
                               for i in range(50)), encoding="utf-8")
     args = ["--corpus", str(corpus), "--corpus_tokens", "100", "--fact_paragraphs", "20",
             "--fact_conversations", "3000", "--everyday_text_copies", "1"]
-    main([*args, "--out_dir", str(tmp_path / "a")])
-    main([*args, "--out_dir", str(tmp_path / "b")])
+    main([*args, "--out_dir", str(tmp_path / "a"), "--replay_out", str(tmp_path / "a" / "replay.jsonl")])
+    main([*args, "--out_dir", str(tmp_path / "b"), "--replay_out", ""])
     for name in ("pretrain_base.jsonl", "sft_base.jsonl"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     banned = held_out_keys()
     assert len(banned) > 800  # the held-out sets and the demo eval sets were read
     sft = read_jsonl(tmp_path / "a" / "sft_base.jsonl")
+    assert read_jsonl(tmp_path / "a" / "replay.jsonl") == sft[:8000]
     users = [prompt_key(t["content"]) for row in sft for t in row["conversations"] if t["role"] == "user"]
     assert users and not banned.intersection(users)
     texts = [row["text"] for row in read_jsonl(tmp_path / "a" / "pretrain_base.jsonl")]
