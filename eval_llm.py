@@ -23,6 +23,7 @@ import torch
 from dataset.lm_dataset import SFTDataset
 from model.chat import Messages, TextStream, generate_replies, token_bytes
 from model.common import PebbleError, repo_path, run_cli
+from model.fast_paths import enable_fast_paths
 from model.loading import adapter_path, load_adapter, load_base, load_tokenizer, load_transformers, parse_names
 from model.model_lora import ActiveSpec, adapter_active, adapter_names, lora_layers, set_active_lora
 from trainer.config import TrainConfig
@@ -163,6 +164,7 @@ def switch_adapter(model, name: str, save_dir: Path) -> Optional[str]:
         except PebbleError as e:
             raise PebbleError(f"{name!r} is not loaded (loaded: {', '.join(loaded) or 'none'}) and {e}") from None
         found = load_adapter(model, path)
+        enable_fast_paths(model)  # for the layers it adds
     set_active_lora(model, found)
     return found
 
@@ -350,6 +352,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                 for n in parse_names(args.lora_weight)]
     active = adapters[0] if adapters else None
     set_active_lora(model, active)
+    if native:
+        enable_fast_paths(model)
     print(f"{path.name}: {total / 1e6:.2f}M parameters, {model.config.num_hidden_layers} layers; adapters: "
           f"{', '.join(adapters) or 'none'}; {device}, {str(dtype).removeprefix('torch.')}", file=sys.stderr)
     gen = GenOptions(args.max_new_tokens, args.temperature, args.top_p)

@@ -19,8 +19,10 @@ from dataset.lm_dataset import IGNORE_INDEX, PadCollator, SFTDataset
 from model.chat import encode_prompt
 from model.checkpoint import load_model, save_model
 from model.common import REPO_ROOT
+from model.fast_paths import enable_fast_paths
 from model.loading import load_tokenizer
-from model.model_lora import apply_lora, save_lora
+from model.lora_files import save_lora
+from model.model_lora import apply_lora
 from model.model_pebble import PebbleConfig, PebbleForCausalLM
 from trainer.config import LoRATrainConfig
 from trainer.evaluation import first_user_turns
@@ -273,7 +275,8 @@ def save_base_and_adapters(base: PebbleForCausalLM, folder: Path) -> tuple[Path,
 
 @dataclass
 class Trainer:
-    """A model with its AdamW over the trainable parameters, stepping as trainer_utils.train does."""
+    """A model with its AdamW over the trainable parameters and the fast paths for training, stepping as
+    trainer_utils.train does."""
 
     model: PebbleForCausalLM
     dtype: torch.dtype
@@ -283,6 +286,7 @@ class Trainer:
     def __post_init__(self):
         if self.hold_frozen and self.dtype != torch.float32:
             hold_frozen_linears(self.model, self.dtype)
+        enable_fast_paths(self.model, training=True)
         self.model.train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.params, self.lr, 0.0, "cpu")

@@ -22,6 +22,7 @@ import torch
 from bench.common import OtherLoad, encode_prompts, interleave, machine_line, median, spread
 from model.chat import generate_tokens
 from model.common import repo_path, run_cli
+from model.fast_paths import enable_fast_paths
 from model.loading import adapter_path, load_adapter, load_base, load_tokenizer
 from model.model_lora import adapter_active
 from trainer.config import add_device_flags, base_model_parser
@@ -75,6 +76,7 @@ def main() -> None:
     model, base_path = load_base(save_dir, args.weight, args.hidden_size, 0, tokenizer, device)
     for name in ADAPTERS[:-1]:
         load_adapter(model, adapter_path(save_dir, name, args.hidden_size))
+    enable_fast_paths(model)  # as the server does
     dtype = resolve_dtype(args.dtype, device)
     print(machine_line(dtype))
     print(f"base {base_path.name} with {', '.join(n for n in ADAPTERS if n)}; {args.new_tokens} new tokens per "

@@ -18,7 +18,9 @@ from bench.common import (MAX_SEQ_LEN, Trainer, collate, interleave, median, rea
 from model.chat import left_pad
 from model.checkpoint import load_model
 from model.common import REPO_ROOT
-from model.model_lora import load_lora, merge_lora, set_active_lora
+from model.fast_paths import enable_fast_paths
+from model.lora_files import load_lora
+from model.model_lora import merge_lora, set_active_lora
 from model.model_pebble import PebbleForCausalLM
 from trainer.runtime import resolve_dtype
 
@@ -177,7 +179,9 @@ def merged_inference(base, batch: dict, inner: int, repeats: int) -> dict:
     unmerged = with_lora(base, random_b=True).eval()
     merged = merge_lora(copy.deepcopy(unmerged))
     ids = batch["input_ids"]
-    models = {"base": base.eval(), "unmerged": unmerged, "merged": merged}
+    models = {"base": copy.deepcopy(base).eval(), "unmerged": unmerged, "merged": merged}
+    for model in models.values():
+        enable_fast_paths(model)  # as eval_llm and the server run
 
     def forward(m):
         with torch.inference_mode():

@@ -17,7 +17,7 @@ from typing import Callable, Optional, Union
 import torch
 
 from model.common import PebbleError
-from model.model_lora import adapters_per_row
+from model.lora_routing import adapters_per_row
 
 Messages = list[dict[str, str]]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from model.checkpoint import load_model
 from model.common import PathLike, PebbleError, repo_path
-from model.model_lora import load_lora, name_from_file
+from model.lora_files import load_lora, name_from_file
 
 NOT_ADAPTER_NAMES = ("base", "off")  # labels and chat commands that an adapter's name would make ambiguous
 

@@ -4,9 +4,8 @@ Config -> RMSNorm -> rotary embedding -> KV cache -> attention -> MLP -> block -
 Math, defaults and state_dict keys match MiniMind-3 (Llama-style field names), so MiniMind checkpoints
 load with strict=True.
 """
-import functools
+import contextlib
 import math
-from types import SimpleNamespace
 from typing import Callable, Optional
 
 import torch
@@ -160,14 +159,16 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[tor
 
     With no mask the queries are the last Tq of the keys: plain causal attention (Tq == 1 needs none).
     enable_gqa lets each group of query heads read its kv head in place: no copy of the (cached) k and v.
-    Autocast would run it in bf16 from float32 inputs too, but torch's CPU flash-attention backward is 4-7x
-    slower in bf16 than in float32 at chat lengths, so on CPU autocast is switched off here.
     """
     causal = mask is None and q.shape[2] > 1
-    if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-        with torch.autocast("cpu", enabled=False):
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=gqa)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=gqa)
+
+
+def autocast_off(device_type: str) -> contextlib.AbstractContextManager:
+    """A context with autocast switched off on device_type, or a no-op one where it is off already."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
 
 
 class Attention(nn.Module):
@@ -186,6 +187,7 @@ class Attention(nn.Module):
             self.k_norm = RMSNorm(self.hd, config.rms_norm_eps)
         else:
             self.q_norm = self.k_norm = None
+        self.float32 = False  # q/k norm, RoPE and attention in float32 even under autocast (model/fast_paths.py)
 
     def forward(
         self,
@@ -199,7 +201,7 @@ class Attention(nn.Module):
         q = self.q_proj(x).view(B, T, self.n_heads, self.hd)  # (B, T, nh, hd)
         k = self.k_proj(x).view(B, T, self.n_kv, self.hd)  # (B, T, nkv, hd)
         v = self.v_proj(x).view(B, T, self.n_kv, self.hd)
-        if x.device.type == "cpu":  # see attend(): q/k norm, RoPE and attention in float32 on CPU
+        if self.float32:
             q, k, v = q.float(), k.float(), v.float()
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
@@ -207,7 +209,8 @@ class Attention(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, hd)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, nkv, T_past + T, hd)
-        y = attend(q, k, v, mask, gqa=self.n_kv != self.n_heads)  # (B, nh, T, hd)
+        with autocast_off(x.device.type) if self.float32 else contextlib.nullcontext():
+            y = attend(q, k, v, mask, gqa=self.n_kv != self.n_heads)  # (B, nh, T, hd)
         y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.hd).to(x.dtype)  # (B, T, nh * hd)
         return self.o_proj(y)
 
@@ -290,59 +293,6 @@ class PebbleModel(nn.Module):
         return self.norm(x)
 
 
-def hold_weights_column_major(model: nn.Module) -> None:
-    """Store each linear and embedding weight (out, in) as the transpose of a contiguous (in, out) tensor.
-
-    Values, shapes and state_dict keys stay as they are; only the memory layout changes. Why: decoding makes every
-    linear layer a product with a few rows, and on this CPU MKL streams a weight much faster for x @ W with W laid
-    out (in, out) than for x @ W.T with the usual (out, in) layout (the 6400 x 256 lm_head at one row: 420 vs
-    840 us from memory). Training matmuls and the embedding lookup measured the same either way.
-    """
-    for module in model.modules():
-        if isinstance(module, (nn.Linear, nn.Embedding)) and module.weight.is_contiguous():  # tied: once
-            module.weight.data = module.weight.data.t().contiguous().t()
-
-
-def bind_forward(module: nn.Module) -> Callable:
-    """module's forward as a plain callable that computes the same thing without nn.Module calls: each linear layer
-    that is a plain product becomes F.linear with its weight bound, and each of this file's modules its class's
-    forward run on a namespace holding its attributes and its children, bound the same way.
-
-    Why: a call through nn.Module (hook checks, attribute lookups) costs a few microseconds in Python, and a
-    decoded token of the demo model makes about 120 of them: bound, a token took 2.05 ms instead of 2.7 ms on
-    2 CPU cores (bench row 5). The namespace is a snapshot: bind again after changing the model (generate binds
-    once per call). A module with hooks, or a layer that is not a plain function of its input
-    (LoRALinear.plain_forward), is kept as itself.
-    """
-    hooked = module._forward_hooks or module._forward_pre_hooks or "forward" in vars(module)
-    if hooked or nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
-        return module
-    if type(module) is nn.Linear:
-        return functools.partial(F.linear, weight=module.weight, bias=module.bias)
-    if hasattr(module, "plain_forward"):  # LoRALinear
-        return module.plain_forward() or module
-    if isinstance(module, nn.ModuleList):
-        return [bind_forward(m) for m in module]
-    if type(module) not in (RMSNorm, Attention, MLP, Block, PebbleModel, PebbleForCausalLM):
-        return module  # a forward that may call methods of its own, which a namespace lacks
-    state = {k: v for k, v in vars(module).items() if not k.startswith("_")}
-    state.update(module._parameters, **module._buffers)
-    state.update((name, bind_forward(child)) for name, child in module._modules.items())
-    return functools.partial(type(module).forward, SimpleNamespace(**state))
-
-
-def contiguous_state_dict(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
-    """state_dict post-hook: hand out contiguous tensors, tied ones still shared, because some savers view them
-    flat (transformers' save_pretrained does)."""
-    copies: dict[tuple, torch.Tensor] = {}
-    for key, t in state_dict.items():
-        if torch.is_tensor(t) and not isinstance(t, nn.Parameter) and not t.is_contiguous():  # keep_vars: as is
-            view = (t.data_ptr(), t.dtype, t.shape, t.stride())  # tied weights are the same view
-            if view not in copies:
-                copies[view] = t.contiguous()
-            state_dict[key] = copies[view]
-
-
 class PebbleForCausalLM(PreTrainedModel, GenerationMixin):
     """Pebble decoder with a (tied) language-model head, a shifted cross-entropy loss and `generate`.
 
@@ -361,8 +311,8 @@ class PebbleForCausalLM(PreTrainedModel, GenerationMixin):
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
         self.post_init()
-        hold_weights_column_major(self)
-        self.register_state_dict_post_hook(contiguous_state_dict)
+        # model/fast_paths.py may set this to model/fast_decode.bind_forward, which `generate` then uses
+        self.bind_decode: Optional[Callable[[nn.Module], Callable]] = None
 
     def _init_weights(self, module: nn.Module) -> None:
         """Normal(0, 0.02) for linear and embedding weights; norms start at one."""
@@ -453,7 +403,8 @@ class PebbleForCausalLM(PreTrainedModel, GenerationMixin):
         finished = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
         if streamer is not None:
             streamer.put(input_ids.cpu())
-        step = bind_forward(self)
+        # A bound forward computes the same with fewer Python calls per token; it is a snapshot, so bound per call.
+        step = self.bind_decode(self) if self.bind_decode is not None else self
         for made in range(max_new_tokens):
             logits = step(step_ids, attention_mask=mask, past_key_values=cache, logits_to_keep=1).logits[:, -1]
             logits = logits.float()  # (B, V)

@@ -34,10 +34,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch
 from torch import nn
 
-from model.checkpoint import atomic_write, fingerprint, load_model, load_tensors, save_tensors, state_dict_to_save
+from model.checkpoint import atomic_write, load_model, load_tensors, save_tensors, state_dict_to_save
 from model.common import REPO_ROOT, PathLike, PebbleError, repo_path, run_cli
 from model.loading import adapter_path, check_tokenizer_fits, load_tokenizer, weight_path
-from model.model_lora import adapter_names, check_adapter_name, find_targets, load_lora, lora_layers, merge_lora
+from model.lora_files import adapter_metadata, adapter_modules, check_modules_fit, load_lora, pair_tensors
+from model.model_lora import check_adapter_name, find_targets, lora_layers, merge_lora
 from model.model_pebble import PebbleConfig, PebbleForCausalLM
 from trainer.config import base_model_parser
 
@@ -158,10 +159,7 @@ def export_hf(model: PebbleForCausalLM, out_dir: PathLike, tokenizer_dir: PathLi
 
 def export_peft(model: nn.Module, name: str, out_dir: PathLike, base_model_name_or_path: Optional[str] = None) -> Path:
     """Write adapter `name` (attached to model) as a PEFT folder: adapter_config.json, adapter_model.safetensors."""
-    adapters = {path: layer.lora[name] for path, layer in lora_layers(model) if name in layer.lora}
-    if not adapters:
-        have = ", ".join(adapter_names(model)) or "none"
-        raise PebbleError(f"no adapter named {name!r} is attached to the model (it has: {have}); load it first")
+    adapters = adapter_modules(model, name)
     r = Counter(a.rank for a in adapters.values()).most_common(1)[0][0]
     alpha = Counter(a.alpha for a in adapters.values()).most_common(1)[0][0]
     names = sorted({path.split(".")[-1] for path in adapters})
@@ -225,18 +223,8 @@ def read_peft_weights(peft_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
         raise PebbleError(f"{peft_dir} holds neither adapter_model.safetensors nor adapter_model.bin; pass the folder "
                           "a PEFT save_pretrained wrote")
     tensors, _ = load_tensors(path)  # .bin is read with weights_only=True
-    modules: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        match = re.fullmatch(r"(?:base_model\.model\.)?(.+)\.lora_([AB])\.weight", key)
-        if not match:
-            raise PebbleError(f"{path} holds {key!r}, which is not the lora_A/lora_B matrix of a linear layer")
-        modules.setdefault(match[1], {})[match[2]] = value
-    for module, pair in modules.items():
-        if set(pair) != {"A", "B"}:
-            raise PebbleError(f"{path} is incomplete: {module} has only lora_{''.join(pair)}")
-    if not modules:
-        raise PebbleError(f"{path} holds no LoRA tensors")
-    return modules
+    return pair_tensors(tensors, path, r"(?:base_model\.model\.)?(.+)\.lora_([AB])\.weight",
+                        "base_model.model.{module}.lora_A/lora_B.weight")
 
 
 def pattern_value(pattern: dict, module: str, default: float) -> float:
@@ -252,25 +240,17 @@ def pattern_value(pattern: dict, module: str, default: float) -> float:
 
 def check_fits(modules: dict[str, dict[str, torch.Tensor]], config: dict, model: nn.Module, peft_dir: Path) -> None:
     """Every adapted module exists in the base as a linear layer of the right shape (and is not the tied head)."""
-    linears = {p: m for p, m in model.named_modules() if isinstance(m, nn.Linear) and ".lora." not in p}
     targets = config.get("target_modules")
     if isinstance(targets, list):  # PEFT matches a listed target to a module path that equals or ends with it
+        linears = [p for p, m in model.named_modules() if isinstance(m, nn.Linear) and ".lora." not in p]
         missing = [t for t in targets if not any(p == t or p.endswith(f".{t}") for p in linears)]
         if missing:
             have = sorted({p.split(".")[-1] for p in linears})
             raise PebbleError(f"{peft_dir} targets {', '.join(missing)}, which this model lacks (it has "
                               f"{', '.join(have)}); it was trained for another architecture")
-    for module, pair in modules.items():
-        layer = linears.get(module)
-        if module == "lm_head":
-            raise PebbleError(f"{peft_dir} adapts lm_head, which Pebble ties to the embeddings; it cannot be imported")
-        if layer is None:
-            raise PebbleError(f"{peft_dir} adapts {module}, which this model does not have; it is for another base")
-        r = pair["A"].shape[0]
-        if pair["A"].shape != (r, layer.in_features) or pair["B"].shape != (layer.out_features, r):
-            raise PebbleError(f"{peft_dir}: {module} has lora_A {tuple(pair['A'].shape)} and lora_B "
-                              f"{tuple(pair['B'].shape)}, which do not fit a {layer.in_features}->"
-                              f"{layer.out_features} layer; it was trained for another base")
+    if "lm_head" in modules:
+        raise PebbleError(f"{peft_dir} adapts lm_head, which Pebble ties to the embeddings; it cannot be imported")
+    check_modules_fit(model, modules, peft_dir)
 
 
 def peft_to_pebble(modules: dict[str, dict[str, torch.Tensor]], config: dict,
@@ -310,17 +290,7 @@ def import_peft(peft_dir: PathLike, model: PebbleForCausalLM, out_path: PathLike
     modules = read_peft_weights(peft_dir)
     check_fits(modules, config, model, peft_dir)
     tensors, rank, alpha = peft_to_pebble(modules, config, peft_dir)
-    meta = {
-        "format": "pebble-lora",
-        "name": name,
-        "rank": rank,
-        "alpha": alpha,
-        "targets": sorted({m.split(".")[-1] for m in modules}),
-        "dtype": "float32",
-        "base_config": model.config.to_dict(),
-        "base_fingerprint": fingerprint(model),
-        "source": f"peft:{peft_dir.name}",
-    }
+    meta = adapter_metadata(name, rank, alpha, list(modules), model, source=f"peft:{peft_dir.name}")
     return save_tensors(tensors, repo_path(out_path), meta)
 
 
@@ -344,10 +314,7 @@ def export_minimind(model: nn.Module, name: str, out_path: PathLike, rank: int =
     A and zero columns of B (B A is unchanged), and a zero adapter for a square layer ours leaves alone. Layers
     that are not square cannot be carried; square_only leaves them out (the result then computes something else).
     """
-    adapters = {path: layer.lora[name] for path, layer in lora_layers(model) if name in layer.lora}
-    if not adapters:
-        have = ", ".join(adapter_names(model)) or "none"
-        raise PebbleError(f"no adapter named {name!r} is attached to the model (it has: {have}); load it first")
+    adapters = adapter_modules(model, name)
     if rank <= 0:
         raise PebbleError(f"--rank must be positive, got {rank}")
     square = find_targets(model, "square")

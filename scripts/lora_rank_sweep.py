@@ -15,8 +15,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dataset.lm_dataset import SFTDataset
 from model.checkpoint import load_model
 from model.common import REPO_ROOT, repo_path, run_cli
+from model.fast_paths import enable_fast_paths
 from model.loading import load_tokenizer, weight_path
-from model.model_lora import load_lora, lora_parameters
+from model.lora_files import adapter_modules, load_lora
 from trainer.evaluation import assistant_token_loss, expect_rate, first_user_turns
 from trainer.runtime import autocast, resolve_dtype
 
@@ -51,10 +52,11 @@ def main() -> None:
         model = load_model(weight_path(repo_path("out"), "full_sft", args.hidden_size)).eval()
         path = repo_path("out/lora") / f"sweep_identity_r{rank}_{args.hidden_size}.safetensors"
         name = load_lora(model, path)
+        enable_fast_paths(model)
         with autocast("cpu", dtype):
             loss, _ = assistant_token_loss(model, data)
             hits = expect_rate(model, tokenizer, prompts, args.persona)
-        params = sum(p.numel() for p in lora_parameters(model, name).values())
+        params = sum(p.numel() for a in adapter_modules(model, name).values() for p in a.parameters())
         rows.append({"rank": rank, "params": params, "kb": path.stat().st_size / 1024, "seconds": seconds,
                      "loss": loss, "hits": hits})
         print(f"rank {rank}: {params:,} parameters, {rows[-1]['kb']:.0f} KB, {seconds:.0f} s, "

@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dataset.lm_dataset import SFTDataset
 from model.common import repo_path, run_cli
+from model.fast_paths import enable_fast_paths
 from model.loading import adapter_path, load_adapter, load_base, load_tokenizer
 from model.model_lora import adapter_active
 from trainer.config import add_device_flags, base_model_parser
@@ -43,6 +44,7 @@ def measure(args: argparse.Namespace) -> dict:
     model, _ = load_base(save_dir, args.weight, args.hidden_size, 0, tokenizer, device)
     for name in ("lora_identity", "lora_medical"):
         load_adapter(model, adapter_path(save_dir, name, args.hidden_size))
+    enable_fast_paths(model)
     general = without_word(repo_path(args.general_eval), args.base_name, Path(tempfile.mkdtemp()))
     data = {"medical": SFTDataset(repo_path(args.medical_eval), tokenizer, 340),
             "general": SFTDataset(general, tokenizer, 340)}

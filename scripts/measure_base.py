@@ -12,6 +12,7 @@ from dataset.lm_dataset import SFTDataset
 from model.chat import encode_prompt, generate_tokens, reply
 from model.checkpoint import load_model
 from model.common import repo_path, run_cli
+from model.fast_paths import enable_fast_paths
 from model.loading import load_tokenizer, weight_path
 from trainer.config import base_model_parser
 from trainer.evaluation import assistant_token_loss, first_user_turns
@@ -39,6 +40,7 @@ def main() -> None:
     tokenizer = load_tokenizer(args.tokenizer_path)
     path = weight_path(repo_path(args.save_dir), args.weight, args.hidden_size)
     model = load_model(path).eval()
+    enable_fast_paths(model)
     data = SFTDataset(repo_path(args.eval_data), tokenizer, 340)
     with autocast("cpu", resolve_dtype("auto", "cpu")):
         loss, tokens = assistant_token_loss(model, data)

@@ -68,8 +68,9 @@ import torch
 
 from model.chat import TextStream, encode_prompt, generate_tokens, sampling_settings, token_bytes
 from model.common import PebbleError, repo_path, run_cli
+from model.fast_paths import enable_fast_paths
 from model.loading import adapter_files, adapter_path, load_adapter, load_base, load_tokenizer, parse_names
-from model.model_lora import name_from_file
+from model.lora_files import name_from_file
 from trainer.config import add_device_flags, base_model_parser
 from trainer.runtime import autocast, resolve_device, resolve_dtype
 
@@ -880,6 +881,7 @@ def build_app(args: argparse.Namespace) -> tuple["FastAPI", BatchWorker]:
     model, _ = load_base(save_dir, args.weight, args.hidden_size, 0, tokenizer, device)
     names = None if args.lora_weight.strip().lower() == "all" else parse_names(args.lora_weight)
     models = served_models(model, save_dir, args.hidden_size, names)
+    enable_fast_paths(model)
     # The worker decodes with its own tokenizer: the fast tokenizer is not meant to be shared across threads.
     worker = BatchWorker(model, load_tokenizer(args.tokenizer_path), device, resolve_dtype(args.dtype, device),
                          args.max_batch, args.max_queue, args.gather_ms / 1000)

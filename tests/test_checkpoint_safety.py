@@ -21,7 +21,8 @@ from model.checkpoint import (HOST, atomic_write, exclusive_run, load_model, loa
                               save_model, save_tensors)
 from model.common import REPO_ROOT, PebbleError, repo_path
 from model.loading import weight_path
-from model.model_lora import apply_lora, save_lora
+from model.lora_files import save_lora
+from model.model_lora import apply_lora
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=300)
 HUGE = dict(hidden_size=22528, num_hidden_layers=2, num_attention_heads=64, num_key_value_heads=8)  # 48 GB, 2 layers

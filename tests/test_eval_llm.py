@@ -21,7 +21,7 @@ from model import PebbleConfig, PebbleForCausalLM, apply_lora, set_active_lora
 from model.chat import generate_replies, token_bytes
 from model.checkpoint import save_model, state_dict_to_save
 from model.common import run_cli
-from model.model_lora import lora_state_dict, save_lora
+from model.lora_files import lora_state_dict, save_lora
 from trainer.train_tokenizer import train_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent

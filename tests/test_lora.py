@@ -1,5 +1,5 @@
 """LoRA invariants: a zero B is the base, only adapters learn, merge == unmerged, files round-trip, MiniMind
-adapters load, wrong bases are refused, adapters switch and combine."""
+adapters load, wrong bases are refused, adapters switch and combine (the fused layers: tests/test_fast_paths.py)."""
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -30,6 +30,16 @@ def randomize_lora(model, name: str, seed: int = 1) -> None:
 X = torch.randint(3, 97, (2, 9), generator=torch.Generator().manual_seed(7))
 
 
+def train_steps(model, steps: int = 3) -> None:
+    """A few AdamW steps of the language-model loss on X, over the trainable parameters."""
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(steps):
+        model(X, labels=X).loss.backward()
+        opt.step()
+        opt.zero_grad()
+
+
 def test_square_rule_picks_q_and_o_under_gqa_and_unknown_target_is_an_error():
     model = base()
     assert [p.split(".")[-1] for p in find_targets(model, "square")] == ["q_proj", "o_proj"] * 2
@@ -51,12 +61,7 @@ def test_only_lora_learns_and_base_is_unchanged():
     model = base()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     apply_lora(model, rank=4, alpha=8, verbose=False)
-    model.train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(3):
-        model(X, labels=X).loss.backward()
-        opt.step()
-        opt.zero_grad()
+    train_steps(model)
     after = model.state_dict()
     for k, v in before.items():
         assert torch.equal(after[k], v), k
@@ -73,35 +78,6 @@ def test_adapter_output_is_base_plus_scaled_b_a_x():
     x = torch.randn(3, 64)
     a, b = layer.lora["default"].A.weight, layer.lora["default"].B.weight
     torch.testing.assert_close(layer(x), x @ layer.weight.T + (8 / 4) * (x @ a.T @ b.T))
-
-
-@pytest.mark.parametrize("autocast", [False, True])
-def test_one_adapter_gradients_match_autograd_of_the_formula(autocast):
-    """The one-adapter path has its own backward: its output and the gradients of x, A and B must be what
-    autograd gives for W x + s B A x in float64 (under bf16 autocast within bf16 precision)."""
-    torch.manual_seed(0)
-    layer = LoRALinear(48, 40)
-    layer.weight.requires_grad_(False)
-    adapter = layer.add_adapter("t", rank=4, alpha=8)
-    layer.active = {"t": 0.5}  # scale 0.5 * 8 / 4 = 1
-    with torch.no_grad():
-        adapter.B.weight.normal_(0, 0.1)
-    x = torch.randn(3, 5, 48, requires_grad=True)
-    g = torch.randn(3, 5, 40)  # the gradient arriving at the output
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        y = layer(x)
-    assert type(y.grad_fn).__name__ == "LoRALinearFunctionBackward"  # the path this test is about
-    (y.float() * g).sum().backward()
-
-    xr, a, b = (t.detach().double().requires_grad_() for t in (x, adapter.A.weight, adapter.B.weight))
-    yr = xr @ layer.weight.double().T + 1.0 * (xr @ a.T) @ b.T
-    (yr * g.double()).sum().backward()
-    tol = dict(rtol=2e-2, atol=2e-2) if autocast else dict(rtol=1e-5, atol=1e-5)
-    assert y.dtype == (torch.bfloat16 if autocast else torch.float32)
-    torch.testing.assert_close(y.double(), yr.detach(), **tol)
-    for got, want in ((x.grad, xr.grad), (adapter.A.weight.grad, a.grad), (adapter.B.weight.grad, b.grad)):
-        assert got.dtype == torch.float32  # float32 gradients for float32 leaves, whatever autocast ran in
-        torch.testing.assert_close(got.double(), want, **tol)
 
 
 def test_merged_equals_unmerged_and_unmerge_is_exact(tmp_path):
@@ -204,10 +180,12 @@ def test_switching_and_combining_adapters():
 
 
 def test_bound_forward_equals_the_modules_in_every_adapter_state():
-    from model.model_pebble import bind_forward
+    from model.fast_decode import bind_forward
+    from model.fast_lora import use_fused_lora
     model = base()
     apply_lora(model, rank=4, name="identity", verbose=False)
     apply_lora(model, rank=4, name="medical", verbose=False)
+    use_fused_lora(model)  # its layers offer a bound function of their own (FusedLoRALinear.as_function)
     randomize_lora(model, "identity", seed=1)
     randomize_lora(model, "medical", seed=2)
     q = model.model.layers[0].self_attn.q_proj

@@ -11,7 +11,7 @@ from transformers import AutoTokenizer
 from model import PebbleConfig, PebbleForCausalLM, apply_lora, set_active_lora
 from model.chat import generate_replies
 from model.checkpoint import PebbleError, save_model
-from model.model_lora import save_lora
+from model.lora_files import save_lora
 from scripts import measure_answers as ma
 from trainer.train_tokenizer import train_tokenizer
 

@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from model import KVCache, PebbleConfig, PebbleForCausalLM
 from model.checkpoint import load_model, save_model
 from model.common import PebbleError
+from model.fast_decode import bind_forward
 from model.loading import weight_path
-from model.model_pebble import apply_rope, bind_forward, rope_cos_sin
+from model.model_pebble import apply_rope, rope_cos_sin
 
 TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=97)
 

@@ -20,7 +20,8 @@ from dataset.lm_dataset import PretrainDataset, SFTDataset
 from model import PebbleConfig, PebbleForCausalLM
 from model.checkpoint import atomic_write, load_model, save_model
 from model.common import PebbleError
-from model.model_lora import apply_lora, load_lora, save_lora
+from model.lora_files import load_lora, save_lora
+from model.model_lora import apply_lora
 from trainer.config import TrainConfig
 from trainer.trainer_utils import train
 

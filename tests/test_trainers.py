@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from dataset.lm_dataset import PretrainDataset
 from model.checkpoint import load_model
 from model.common import PebbleError
-from model.model_lora import load_lora, read_lora
+from model.lora_files import load_lora, read_lora
 from trainer.config import TrainConfig
 from trainer.train_tokenizer import train_tokenizer
 from trainer.trainer_utils import init_model, train

@@ -24,8 +24,10 @@ from dataset.lm_dataset import ConcatDatasets, SFTDataset
 from model.chat import generate_replies
 from model.checkpoint import exclusive_run, fingerprint, load_model
 from model.common import PebbleError, repo_path, run_cli
+from model.fast_paths import enable_fast_paths
 from model.loading import check_tokenizer_fits, load_tokenizer, weight_path
-from model.model_lora import apply_lora, load_lora, lora_disabled, mark_only_lora_trainable, merge_lora, save_lora
+from model.lora_files import load_lora, save_lora
+from model.model_lora import apply_lora, lora_disabled, mark_only_lora_trainable, merge_lora
 from trainer.config import LoRATrainConfig, parse_config
 from trainer.evaluation import first_user_turns
 from trainer.runtime import autocast, hold_frozen_linears, is_main_process, resolve_dtype, setup_distributed
@@ -140,6 +142,7 @@ def main() -> None:
     dtype = resolve_dtype(cfg.dtype, device)
     if dtype != torch.float32:
         hold_frozen_linears(model, dtype)
+    enable_fast_paths(model, training=True)
     if is_main_process():
         print(f"base {cfg.from_weight} hidden {hidden}; dtype {dtype}; {world} process(es)")
     probes = probe_prompts(data_path, cfg.probe_count)

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from dataset.lm_dataset import IGNORE_INDEX, PadCollator
 from model.checkpoint import exclusive_run, load_model, save_model
 from model.common import PebbleError, repo_path
+from model.fast_paths import enable_fast_paths
 from model.loading import check_tokenizer_fits, load_tokenizer, weight_path
 from model.model_pebble import PebbleConfig, PebbleForCausalLM
 from trainer.config import TrainConfig
@@ -51,6 +52,7 @@ def train(
     """
     torch.manual_seed(cfg.seed)
     keep_freed_memory()
+    enable_fast_paths(model, training=True)  # those that measured faster on this device (model/fast_paths.py)
     dtype = resolve_dtype(cfg.dtype, device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, cfg.learning_rate, cfg.weight_decay, device)

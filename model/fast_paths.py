@@ -1,0 +1,42 @@
+"""Which fast paths run where. Each computes what the plain modules compute (tests/test_fast_paths.py compares
+them, bit for bit where the maths allows) and is switched on only on the devices where it measured faster
+(bench/README.md); so far that is the CPU, the only device measured. With PEBBLE_FAST_PATHS=0 in the environment
+nothing is switched on, and training, chat and the server run on the plain modules alone.
+
+| fast path | module | switched on |
+| --- | --- | --- |
+| one-adapter layers as one fused product | model/fast_lora.py | CPU: training and inference |
+| attention (with q/k norm and RoPE) in float32 under autocast | model_pebble.Attention.float32 | CPU: training and inference |
+| the forward bound once per `generate` call | model/fast_decode.py | CPU: inference |
+| linear and embedding weights held column-major | model/fast_decode.py | CPU: inference |
+"""
+import os
+
+from torch import nn
+
+from model.fast_decode import bind_forward, hold_weights_column_major
+from model.fast_lora import use_fused_lora
+from model.model_pebble import Attention
+
+
+def fast_paths_allowed() -> bool:
+    """False when PEBBLE_FAST_PATHS=0: everything runs on the plain path."""
+    return os.environ.get("PEBBLE_FAST_PATHS", "1") != "0"
+
+
+def enable_fast_paths(model: nn.Module, training: bool = False) -> list[str]:
+    """Switch on the fast paths that measured faster on the device the model is on, for training or for
+    inference; returns their names. Call it again after attaching adapters to layers that had none (idempotent)."""
+    if not fast_paths_allowed() or next(model.parameters()).device.type != "cpu":
+        return []
+    use_fused_lora(model)
+    for module in model.modules():
+        if isinstance(module, Attention):
+            # torch's CPU flash-attention backward is several times slower in bf16 than in float32 at chat
+            # lengths, and CPU autocast runs attention in bf16
+            module.float32 = True
+    if training:
+        return ["fused LoRA", "float32 attention"]
+    model.bind_decode = bind_forward
+    hold_weights_column_major(model)
+    return ["fused LoRA", "float32 attention", "bound decode", "column-major weights"]
