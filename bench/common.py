@@ -286,7 +286,7 @@ class Trainer:
     def __post_init__(self):
         if self.hold_frozen and self.dtype != torch.float32:
             hold_frozen_linears(self.model, self.dtype)
-        enable_fast_paths(self.model, training=True)
+        enable_fast_paths(self.model)
         self.model.train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.params, self.lr, 0.0, "cpu")

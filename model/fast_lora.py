@@ -1,12 +1,12 @@
 """A faster LoRALinear for its common case, one adapter on a frozen layer (opt-in: model/fast_paths.py).
 
-FusedLoRALinear computes exactly LoRALinear's forward, y = x W^T + s (x A^T) B^T, with a hand-written backward
-in training and without autograd in inference. Each activation-sized tensor is written once: the adapter's
-product is added into the base output in place, and the two input gradients are summed by one addmm. Everything
-runs in the autocast dtype (as autocast would run these products), casting the small A and B instead of the
-activations, and the float32 A and B receive float32 gradients. Rows routed to different adapters
-(model/lora_routing.py) run each adapter on its own rows only. Any other case (several active adapters, dropout at
-work, a bias, a trainable base) runs LoRALinear's own forward.
+FusedLoRALinear computes LoRALinear's forward, y = x W^T + s (x A^T) B^T (up to the order of float sums), with a
+hand-written backward in training and without autograd in inference. Each activation-sized tensor is written
+once: the adapter's product is added into the base output in place, and the two input gradients are summed by one
+addmm. Everything runs in the autocast dtype (as autocast would run these products), casting the small A and B
+instead of the activations, and the float32 A and B receive float32 gradients. Rows routed to different adapters
+(model/lora_routing.py) run each adapter on its own rows only. Any other case (several active adapters, dropout
+at work, a bias, a trainable base) runs LoRALinear's own forward.
 Why and by how much: bench/README.md ("What each change bought"). tests/test_fast_paths.py checks it against
 the plain path and against autograd of the formula.
 """
@@ -137,9 +137,9 @@ class FusedLoRALinear(LoRALinear):
 
 
 def use_fused_lora(model: nn.Module, on: bool = True) -> nn.Module:
-    """Make every LoRALinear of the model a FusedLoRALinear (on) or a plain one again: the same module, state and
-    outputs; only the class that computes them changes, so print(model) shows which. Layers wrapped later (by
-    apply_lora or load_lora) start plain."""
+    """Make every LoRALinear of the model a FusedLoRALinear (on) or a plain one again: the same module and state,
+    the same outputs up to the order of float sums; only the class that computes them changes, so print(model)
+    shows which. Layers wrapped later (by apply_lora or load_lora) start plain."""
     for _, layer in lora_layers(model):
         layer.__class__ = FusedLoRALinear if on else LoRALinear
     return model

@@ -11,7 +11,7 @@ save_lora and load_lora (adapter files, ours and MiniMind's) are in model/lora_f
 """
 import contextlib
 import math
-from typing import Iterator, Optional, Union
+from typing import Iterable, Iterator, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -79,7 +79,7 @@ class LoRALinear(nn.Linear):
         if rows != self.route_rows:
             raise PebbleError(f"adapters_per_row was given {self.route_rows} adapter names but the batch has "
                               f"{rows} rows; give one name (or None) per row")
-        return {name: 1.0 if rows is None else rows.mask for name, rows in self.routes.items()}
+        return {name: 1.0 if owned is None else owned.mask for name, owned in self.routes.items()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.linear(x, self.weight, self.bias)  # (B, ..., out)
@@ -207,7 +207,7 @@ def adapter_names(model: nn.Module) -> list[str]:
     return list(dict.fromkeys(n for _, layer in lora_layers(model) for n in layer.lora))
 
 
-def check_loaded(model: nn.Module, names) -> None:
+def check_loaded(model: nn.Module, names: Iterable[Optional[str]]) -> None:
     """Every name (None aside) must be an adapter attached to the model."""
     known = adapter_names(model)
     for n in names:

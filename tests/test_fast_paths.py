@@ -170,10 +170,10 @@ def test_enable_fast_paths_switches_on_what_it_lists_and_nothing_with_the_switch
     monkeypatch.setenv("PEBBLE_FAST_PATHS", "0")
     assert enable_fast_paths(model) == [] and type(model.model.layers[0].mlp.up_proj) is LoRALinear
     monkeypatch.delenv("PEBBLE_FAST_PATHS")
-    assert enable_fast_paths(model, training=True) == ["fused LoRA", "float32 attention"]
-    assert model.model.layers[0].mlp.up_proj.weight.is_contiguous()  # column-major is for inference only
-    names = enable_fast_paths(model)
-    assert "column-major weights" in names and not model.model.layers[0].mlp.up_proj.weight.is_contiguous()
+    assert enable_fast_paths(model) == ["fused LoRA", "float32 attention", "column-major weights", "bound decode"]
+    up = model.model.layers[0].mlp.up_proj
+    assert isinstance(up, FusedLoRALinear) and model.model.layers[1].self_attn.float32
+    assert not up.weight.is_contiguous() and up.lora["default"].A.weight.is_contiguous()  # adapters as they are
     assert model.bind_decode is bind_forward
 
 

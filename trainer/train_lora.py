@@ -142,7 +142,7 @@ def main() -> None:
     dtype = resolve_dtype(cfg.dtype, device)
     if dtype != torch.float32:
         hold_frozen_linears(model, dtype)
-    enable_fast_paths(model, training=True)
+    enable_fast_paths(model)
     if is_main_process():
         print(f"base {cfg.from_weight} hidden {hidden}; dtype {dtype}; {world} process(es)")
     probes = probe_prompts(data_path, cfg.probe_count)

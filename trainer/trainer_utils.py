@@ -52,7 +52,7 @@ def train(
     """
     torch.manual_seed(cfg.seed)
     keep_freed_memory()
-    enable_fast_paths(model, training=True)  # those that measured faster on this device (model/fast_paths.py)
+    enable_fast_paths(model)  # those that measured faster on this device (model/fast_paths.py)
     dtype = resolve_dtype(cfg.dtype, device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, cfg.learning_rate, cfg.weight_decay, device)
