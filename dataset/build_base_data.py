@@ -8,8 +8,9 @@ Pretraining (`pretrain_base.jsonl`, {"text"}): natural text sampled from the off
 everyday-chat table written out as questions and answers.
 
 SFT (`sft_base.jsonl`, {"conversations"}): the committed demo conversations (dataset/sft_demo.jsonl), fact
-questions in many wordings, and every everyday-chat prompt answered by each of its replies in turn. The first
---replay_size of them also go to dataset/replay_chat.jsonl (committed): LoRA training replays them.
+questions in many wordings, and every everyday-chat prompt answered by each of its replies in turn
+(--everyday_copies times). dataset/replay_chat.jsonl (committed), which LoRA training replays, takes
+--replay_size of them: each everyday prompt once, the rest from the other conversations.
 
 No user prompt of a held-out set (dataset/heldout/*.jsonl, dataset/*_eval.jsonl) is written, compared after
 lower-casing and dropping everything but letters and digits. Seeded: the same inputs give the same files.
@@ -78,6 +79,19 @@ def everyday_conversations(intents: list[dict]) -> list[dict]:
     return rows
 
 
+def replay_sample(sft: list[dict], everyday_prompts: set[str], size: int) -> list[dict]:
+    """The first SFT conversation of each everyday prompt, then other conversations up to size rows."""
+    everyday, others, seen = [], [], set()
+    for row in sft:
+        prompt = first_prompt(row)
+        if prompt not in everyday_prompts:
+            others.append(row)
+        elif prompt not in seen:
+            seen.add(prompt)
+            everyday.append(row)
+    return everyday + others[:max(0, size - len(everyday))]
+
+
 def corpus_sample(path: Path, tokens: int, tokenizer: Tokenizer, rng: random.Random) -> list[str]:
     """Random samples of the offline corpus adding up to about `tokens` tokens."""
     if not path.is_file():
@@ -116,6 +130,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fact_paragraphs", type=int, default=20_000, help="pretraining paragraphs of facts")
     parser.add_argument("--fact_conversations", type=int, default=60_000, help="SFT fact questions")
     parser.add_argument("--everyday_text_copies", type=int, default=3, help="passes over the table as text")
+    parser.add_argument("--everyday_copies", type=int, default=4,
+                        help="copies of the everyday conversations in the SFT file (their replies are long and varied: "
+                             "one copy left the base answering them with garbled text)")
     parser.add_argument("--replay_out", default=str(DATASET / "replay_chat.jsonl"),
                         help="where to write the replay sample for LoRA training ('' for none)")
     parser.add_argument("--replay_size", type=int, default=8000)
@@ -151,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
         "demo chat": demo,
         "facts": fact_conversations(rng, args.fact_conversations, tables,
                                     lambda q: held_out(q) or q in demo_prompts),
-        "everyday chat": everyday_conversations(intents),
+        "everyday chat": everyday_conversations(intents) * args.everyday_copies,
     }
     sft, dropped = [], 0
     for rows in sft_parts.values():
@@ -169,9 +186,12 @@ def main(argv: list[str] | None = None) -> None:
     for name, rows in (("pretrain_base.jsonl", pretrain), ("sft_base.jsonl", sft)):
         print(f"wrote {out_dir / name}: {len(rows)} rows, sha256 {write_jsonl(out_dir / name, rows)}")
     if args.replay_out:
-        # A committed sample of the same SFT mix: LoRA training replays it to keep the base's own answers.
-        print(f"wrote {args.replay_out}: {args.replay_size} rows, sha256 "
-              f"{write_jsonl(Path(args.replay_out), sft[:args.replay_size])}")
+        # A committed sample of the SFT mix that LoRA training replays to keep the base's own answers: every
+        # everyday prompt once (an adapter must leave everyday requests alone, and they are the most varied part),
+        # the rest of --replay_size from the other conversations in the SFT file's order.
+        replay = replay_sample(sft, {p for intent in intents for p in intent["prompts"]}, args.replay_size)
+        rng.shuffle(replay)
+        print(f"wrote {args.replay_out}: {len(replay)} rows, sha256 {write_jsonl(Path(args.replay_out), replay)}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# The larger base recipe: offline corpus -> training files -> pretrain -> full SFT -> measurements.
-# (scripts/train_demo_base.sh rebuilds the base that ships today from the small demo files.)
-# Run from anywhere:  bash scripts/train_base.sh
+# Rebuild the base that ships in out/: offline corpus -> training files -> pretrain -> full SFT -> measurements.
+# About 2 hours on 2 CPU cores (README, "The shipped base"). Run from anywhere:  bash scripts/train_base.sh
 # Every stage resumes where it stopped: run the script again after an interruption (it passes --from_resume 1).
 # Set SKIP_SOURCES=1 when dataset/corpus/pretrain_corpus.jsonl is already built.
 # The tokenizer (model/tokenizer.json) is kept: adapters and data files are made with it.

@@ -1,8 +1,8 @@
 """The base's training files hold no held-out prompt, and the everyday replies are all used."""
 import json
 
-from dataset.build_base_data import everyday_conversations, held_out_keys, main
-from dataset.everyday_chat import prompt_key
+from dataset.build_base_data import everyday_conversations, first_prompt, held_out_keys, main
+from dataset.everyday_chat import load_intents, prompt_key
 
 
 def read_jsonl(path):
@@ -29,7 +29,14 @@ def test_built_files_hold_no_held_out_prompt_and_the_same_seed_gives_the_same_fi
     banned = held_out_keys()
     assert len(banned) > 800  # the held-out sets and the demo eval sets were read
     sft = read_jsonl(tmp_path / "a" / "sft_base.jsonl")
-    assert read_jsonl(tmp_path / "a" / "replay.jsonl") == sft[:8000]
+    replay = read_jsonl(tmp_path / "a" / "replay.jsonl")
+    assert all(row in sft for row in replay)
+    everyday = {p for intent in load_intents() for p in intent["prompts"]}
+    replayed_everyday = [first_prompt(row) for row in replay if first_prompt(row) in everyday]
+    sft_everyday = {first_prompt(row) for row in sft} & everyday
+    assert sorted(replayed_everyday) == sorted(sft_everyday)  # each everyday prompt of the SFT file once
+    others = sum(first_prompt(row) not in everyday for row in sft)
+    assert len(replay) == min(8000, len(sft_everyday) + others)
     users = [prompt_key(t["content"]) for row in sft for t in row["conversations"] if t["role"] == "user"]
     assert users and not banned.intersection(users)
     texts = [row["text"] for row in read_jsonl(tmp_path / "a" / "pretrain_base.jsonl")]

@@ -103,23 +103,26 @@ def test_plain_completion_equals_the_library_generate_with_that_adapter(server):
         load_adapter(model, ROOT / "out" / "lora" / f"{name}_256.safetensors")
     replies = {}
     for name in MODELS:
-        out = ask(url, name, PROMPTS[0], max_tokens=32)
-        choice = out.choices[0]
-        assert out.object == "chat.completion" and out.model == name
-        assert choice.message.role == "assistant" and choice.finish_reason in ("stop", "length")
-        tokenizer = worker.tokenizer
-        prompt = encode_prompt(tokenizer, [{"role": "user", "content": PROMPTS[0]}])
-        adapter = None if name == "pebble" else name
-        new = generate_tokens(model, [prompt], 32, eos_token_id=tokenizer.eos_token_id,
-                              pad_token_id=tokenizer.pad_token_id, adapters=[adapter])[0].tolist()
-        ended = tokenizer.eos_token_id in new  # then the reply is the tokens up to and including eos
-        assert choice.finish_reason == ("stop" if ended else "length")
-        assert out.usage.prompt_tokens == len(prompt)
-        assert out.usage.completion_tokens == (new.index(tokenizer.eos_token_id) + 1 if ended else 32)
-        assert out.usage.total_tokens == out.usage.prompt_tokens + out.usage.completion_tokens
-        assert choice.message.content == tokenizer.decode(new, skip_special_tokens=True)
-        replies[name] = choice.message.content
-    assert len(set(replies.values())) == 3  # each model answers in its own way
+        for prompt_text in (PROMPTS[0], PROMPTS[2]):  # a question about itself, a health question
+            out = ask(url, name, prompt_text, max_tokens=32)
+            choice = out.choices[0]
+            assert out.object == "chat.completion" and out.model == name
+            assert choice.message.role == "assistant" and choice.finish_reason in ("stop", "length")
+            tokenizer = worker.tokenizer
+            prompt = encode_prompt(tokenizer, [{"role": "user", "content": prompt_text}])
+            adapter = None if name == "pebble" else name
+            new = generate_tokens(model, [prompt], 32, eos_token_id=tokenizer.eos_token_id,
+                                  pad_token_id=tokenizer.pad_token_id, adapters=[adapter])[0].tolist()
+            ended = tokenizer.eos_token_id in new  # then the reply is the tokens up to and including eos
+            assert choice.finish_reason == ("stop" if ended else "length")
+            assert out.usage.prompt_tokens == len(prompt)
+            assert out.usage.completion_tokens == (new.index(tokenizer.eos_token_id) + 1 if ended else 32)
+            assert out.usage.total_tokens == out.usage.prompt_tokens + out.usage.completion_tokens
+            assert choice.message.content == tokenizer.decode(new, skip_special_tokens=True)
+            replies[name, prompt_text] = choice.message.content
+    # each adapter changes the answer to its own kind of question
+    assert replies["lora_identity", PROMPTS[0]] != replies["pebble", PROMPTS[0]]
+    assert replies["lora_medical", PROMPTS[2]] != replies["pebble", PROMPTS[2]]
 
 
 def test_streamed_text_joins_to_the_plain_greedy_reply(server):

@@ -81,7 +81,7 @@ def test_typed_questions_stream_the_api_reply_and_switching_adapters_keeps_the_c
 
 def test_compare_shows_every_models_reply_side_by_side(server, browser, tmp_path):
     open_page(browser, server)
-    question = "Who are you?"
+    question = "I have a sore throat. What should I do?"  # each model answers it in its own way
     browser.find_element(By.ID, "question").send_keys(question)
     browser.find_element(By.ID, "compare").click()
     replies = finished(browser, "#compare-grid .column .text")

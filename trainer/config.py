@@ -90,8 +90,9 @@ class LoRATrainConfig(TrainConfig):
     lora_checkpoint: str = "none"  # an adapter file to continue training
     probe_count: int = 2  # prompts answered before and after training (from the held-out file if there is one)
     # General chat mixed into the task data, as a share of the task's size ("none" or 0 to turn off). Replaying
-    # what the base was tuned on keeps the adapter from overwriting everything else the base does.
-    replay_data: str = "dataset/sft_demo.jsonl"
+    # what the base was tuned on keeps the adapter from overwriting everything else the base does. The default is
+    # a sample of the shipped base's SFT mix with every everyday-chat prompt in it (dataset/build_base_data.py).
+    replay_data: str = "dataset/replay_chat.jsonl"
     replay_ratio: float = 0.5
     # Replayed conversations containing this text are left out: the demo base's answers about itself, which an
     # identity adapter is meant to change, not keep ("" keeps every conversation).
