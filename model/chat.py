@@ -5,11 +5,12 @@ adapters routed per row (model_lora.adapters_per_row).
 
 Message content is always plain text: a control token's text inside it (say "<|im_end|>") becomes ordinary
 tokens, so a message cannot close its own turn or open another; only the template's markers are control tokens.
-Replies are decoded from the tokens' bytes, whole characters only: bytes that do not (yet) form a character are
-held back while streaming and dropped at the end, so no U+FFFD replacement character is ever shown.
+Replies are made of whole characters: generation only picks tokens whose bytes continue the reply as valid UTF-8
+(WholeCharacters), and decoding holds back the bytes of a character still being written while streaming.
 """
 import codecs
 import contextlib
+import functools
 import re
 import uuid
 from typing import Callable, Optional, Union
@@ -154,6 +155,82 @@ class TextStream:
         return self.decoder.decode(b"", final=True)
 
 
+# UTF-8 as a small automaton: a state is (bytes still to come, lowest and highest allowed value of the next
+# one). A lead byte names how many continuation bytes follow; for E0, ED, F0 and F4 the first of them has a narrower
+# range (no overlong forms, no surrogates, nothing above U+10FFFF). C0, C1 and F5-FF never occur.
+UTF8_START = (0, 0x00, 0x7F)
+
+
+def utf8_step(state: tuple[int, int, int], byte: int) -> Optional[tuple[int, int, int]]:
+    """The state after one more byte, or None where that byte makes the text invalid UTF-8."""
+    left, low, high = state
+    if left:
+        if not low <= byte <= high:
+            return None
+        return (left - 1, 0x80, 0xBF) if left > 1 else UTF8_START
+    if byte <= 0x7F:
+        return UTF8_START
+    if 0xC2 <= byte <= 0xDF:
+        return (1, 0x80, 0xBF)
+    if 0xE0 <= byte <= 0xEF:
+        return (2, *{0xE0: (0xA0, 0xBF), 0xED: (0x80, 0x9F)}.get(byte, (0x80, 0xBF)))
+    if 0xF0 <= byte <= 0xF4:
+        return (3, *{0xF0: (0x90, 0xBF), 0xF4: (0x80, 0x8F)}.get(byte, (0x80, 0xBF)))
+    return None
+
+
+@functools.lru_cache(maxsize=4)
+def utf8_fit_tables(table: tuple[bytes, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(allowed, after), both (S, V) over the UTF-8 states S that tokens can reach: whether token v may follow
+    state s, and the state it leads to. Special tokens (no bytes) fit only between characters."""
+    states, allowed, after = [UTF8_START], [], []  # states are numbered as tokens reach them
+    index = {UTF8_START: 0}
+    for start in states:  # the list grows while it is walked
+        fits, goes = [], []
+        for data in table:
+            state: Optional[tuple[int, int, int]] = start
+            for byte in data:
+                state = utf8_step(state, byte)
+                if state is None:
+                    break
+            if not data and start != UTF8_START:
+                state = None  # ending (or any special token) in the middle of a character
+            if state is not None and state not in index:
+                index[state] = len(states)
+                states.append(state)
+            fits.append(state is not None)
+            goes.append(index.get(state, 0))
+        allowed.append(fits)
+        after.append(goes)
+    return torch.tensor(allowed), torch.tensor(after)
+
+
+class WholeCharacters:
+    """A logits processor for generate that keeps every reply valid UTF-8: at each step a row may only pick a
+    token whose bytes continue its text validly, and may only end (or emit any other special token) between
+    characters. So a reply never holds a byte sequence that decodes to U+FFFD. Each row's UTF-8 state follows
+    its tokens: generate calls this once per step, before choosing."""
+
+    def __init__(self, table: list[bytes]):
+        allowed, self.after = utf8_fit_tables(tuple(table))  # (S, V) each
+        self.bias = torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf"))  # (S, V): 0 or -inf
+        self.state: Optional[torch.Tensor] = None  # (B,) each row's state
+
+    def __call__(self, ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """ids (B, T) so far, logits (B, V) for the next token -> logits with the tokens that do not fit at -inf."""
+        if self.bias.device != logits.device:
+            self.bias, self.after = self.bias.to(logits.device), self.after.to(logits.device)
+        if self.state is None:  # the first step: every reply starts between characters
+            self.state = torch.zeros(ids.shape[0], dtype=torch.long, device=logits.device)
+        else:
+            self.state = self.after[self.state, ids[:, -1]]  # the token chosen at the previous step
+        bias = self.bias[self.state]  # (B, V)
+        if bias.shape[1] == logits.shape[1]:
+            return logits + bias
+        width = min(bias.shape[1], logits.shape[1])  # a model with more (or fewer) rows than the tokenizer
+        return torch.cat([logits[:, :width] + bias[:, :width], logits[:, width:]], dim=1)
+
+
 def decode_reply(table: list[bytes], ids: list[int]) -> str:
     """The text of a reply's token ids (table: token_bytes(tokenizer)), as TextStream shows it."""
     stream = TextStream(table)
@@ -178,9 +255,11 @@ def left_pad(prompts: list[list[int]], pad_id: int,
 def generate_tokens(model, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
                     top_p: float = 1.0, eos_token_id: Optional[int] = None, pad_token_id: int = 0,
                     adapters: Optional[list[Optional[str]]] = None, streamer=None,
-                    on_token: Optional[Callable[[torch.Tensor], None]] = None) -> torch.Tensor:
+                    on_token: Optional[Callable[[torch.Tensor], None]] = None,
+                    token_table: Optional[list[bytes]] = None) -> torch.Tensor:
     """New token ids (B, new) after the prompts, decoded as one left-padded batch (greedy at temperature 0,
-    and below MIN_TEMPERATURE).
+    and below MIN_TEMPERATURE). With token_table (token_bytes(tokenizer)) every reply is valid UTF-8
+    (WholeCharacters): the model's likeliest token that fits is chosen where its likeliest does not.
 
     With adapters, row i uses adapter adapters[i] (None: the base alone) whatever the active set is.
     Rows that ended (eos) are filled with pad_token_id; on_token gets each new (B,) column as it is made.
@@ -200,7 +279,8 @@ def generate_tokens(model, prompts: list[list[int]], max_new_tokens: int, temper
     with routing:
         out = model.generate(ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
                              temperature=temperature, top_p=top_p, eos_token_id=eos_token_id,
-                             pad_token_id=pad_token_id, streamer=streamer, on_token=on_token)
+                             pad_token_id=pad_token_id, streamer=streamer, on_token=on_token,
+                             logits_processor=None if token_table is None else [WholeCharacters(token_table)])
     return out[:, ids.shape[1]:]
 
 
@@ -210,9 +290,9 @@ def generate_replies(model, tokenizer, conversations: list[Messages], max_new_to
     """One reply per conversation, decoded as a left-padded batch (greedy when temperature is 0); with
     adapters, conversation i is answered by adapter adapters[i] (None: the base alone)."""
     prompts = encode_chats(tokenizer, conversations, add_generation_prompt=True)
-    new = generate_tokens(model, prompts, max_new_tokens, temperature, top_p, tokenizer.eos_token_id,
-                          tokenizer.pad_token_id, adapters=adapters, streamer=streamer)
     table = token_bytes(tokenizer)
+    new = generate_tokens(model, prompts, max_new_tokens, temperature, top_p, tokenizer.eos_token_id,
+                          tokenizer.pad_token_id, adapters=adapters, streamer=streamer, token_table=table)
     return [decode_reply(table, row).strip() for row in new.tolist()]
 
 

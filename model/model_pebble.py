@@ -377,12 +377,15 @@ class PebbleForCausalLM(PreTrainedModel, GenerationMixin):
         use_cache: bool = True,
         streamer=None,
         on_token: Optional[Callable[[torch.Tensor], None]] = None,
+        logits_processor=None,
         **kwargs,
     ) -> torch.Tensor:
         """Decode up to max_new_tokens after left-padded prompts (B, T); returns (B, T + new) token ids.
 
         Greedy unless do_sample (temperature, top_k, top_p). repetition_penalty and min_new_tokens act on the
-        logits first, as transformers' processors of those names do; eos_token_id may be one id or a list. Rows
+        logits first, as transformers' processors of those names do, then `logits_processor` (a callable
+        (ids, logits) -> logits, or a list of them, as transformers' LogitsProcessorList); eos_token_id may be one
+        id or a list. Rows
         that emit eos are padded with pad_token_id from then on. `streamer` follows transformers' put/end
         protocol; `on_token` gets each new (B,) column. Any other transformers option raises ValueError unless
         it asks for what this loop does anyway (num_beams=1, return_dict_in_generate=False, None, ...).
@@ -412,6 +415,9 @@ class PebbleForCausalLM(PreTrainedModel, GenerationMixin):
                 logits = penalize_repeats(logits, ids, repetition_penalty)
             if made < min_new_tokens:
                 logits[:, eos_ids[eos_ids >= 0]] = float("-inf")
+            for process in (logits_processor if isinstance(logits_processor, list) else [logits_processor]):
+                if process is not None:
+                    logits = process(ids, logits)
             next_tok = sample_next_token(logits, do_sample, temperature, top_k, top_p)  # (B,)
             next_tok = torch.where(finished, torch.full_like(next_tok, pad), next_tok)
             ids = torch.cat([ids, next_tok[:, None]], dim=1)

@@ -9,7 +9,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dataset.lm_dataset import SFTDataset
-from model.chat import encode_prompt, generate_tokens, reply
+from model.chat import encode_prompt, generate_tokens, reply, token_bytes
 from model.checkpoint import load_model
 from model.common import repo_path, run_cli
 from model.fast_paths import enable_fast_paths
@@ -24,10 +24,10 @@ SAMPLE_PROMPTS = ["你好，你是谁？", "Who are you?", "法国的首都是�
 
 def eos_rate(model, tokenizer, conversations: list, max_new_tokens: int, batch_size: int = 32) -> float:
     """Share of greedy replies that emit <|im_end|> within max_new_tokens."""
-    ended = 0
+    ended, table = 0, token_bytes(tokenizer)
     for start in range(0, len(conversations), batch_size):
         prompts = [encode_prompt(tokenizer, c) for c in conversations[start:start + batch_size]]
-        new = generate_tokens(model, prompts, max_new_tokens, eos_token_id=tokenizer.eos_token_id)
+        new = generate_tokens(model, prompts, max_new_tokens, eos_token_id=tokenizer.eos_token_id, token_table=table)
         ended += int((new == tokenizer.eos_token_id).any(dim=1).sum())
     return ended / len(conversations)
 

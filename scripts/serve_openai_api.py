@@ -642,7 +642,8 @@ class BatchWorker:
             with autocast(self.device, self.dtype), self._seeded(first.seed if first.seeded else None):
                 generate_tokens(self.model, [prompt for _, _, prompt in rows],
                                 max(job.request.max_tokens for job in batch), temperature, top_p, self.eos, self.pad,
-                                adapters=[job.request.adapter for job, _, _ in rows], on_token=on_token)
+                                adapters=[job.request.adapter for job, _, _ in rows], on_token=on_token,
+                                token_table=self.token_bytes)
         except _BatchDone:
             pass
         for r in range(len(rows)):  # rows the loop left unfinished (it ran out of tokens first)

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
 from model import PebbleConfig, PebbleForCausalLM
-from model.chat import (MIN_TEMPERATURE, TextStream, decode_reply, encode_chats, encode_prompt, generate_tokens,
-                        token_bytes)
+from model.chat import (MIN_TEMPERATURE, UTF8_START, TextStream, decode_reply, encode_chats, encode_prompt,
+                        generate_tokens, token_bytes, utf8_step)
 from model.common import PebbleError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,3 +141,72 @@ def test_no_more_new_tokens_than_the_model_has_positions(tiny_model):
     assert new.shape[1] == positions - max(len(p) for p in PROMPTS)
     with pytest.raises(PebbleError, match=f"{positions} positions"):
         generate_tokens(tiny_model, [[5] * positions], 4)
+
+
+# ---------------------------------------------------------------- whole characters while generating
+
+def utf8_state(data: bytes):
+    """The automaton's state after data, or None once data cannot be the start of valid UTF-8."""
+    state = UTF8_START
+    for byte in data:
+        state = utf8_step(state, byte)
+        if state is None:
+            return None
+    return state
+
+
+def utf8_accepts(data: bytes) -> bool:
+    """The automaton's verdict: data is a run of whole, valid UTF-8 characters."""
+    return utf8_state(data) == UTF8_START
+
+
+def valid_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+# Bytes near every boundary of UTF-8's rules (lead bytes, overlong forms, surrogates, the end of Unicode).
+EDGE_BYTES = [0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xE1, 0xEC, 0xED,
+              0xEE, 0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xFF]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(EDGE_BYTES), max_size=8).map(bytes) | st.binary(max_size=8))
+def test_the_utf8_automaton_agrees_with_pythons_decoder(data):
+    assert utf8_accepts(data) == valid_utf8(data)
+
+
+def test_every_encoded_character_is_accepted():
+    for code in [*range(0, 0xD800, 7), *range(0xE000, 0x110000, 101), 0xD7FF, 0xE000, 0xFFFF, 0x10000, 0x10FFFF]:
+        assert utf8_accepts(chr(code).encode("utf-8")), hex(code)
+
+
+def test_sampled_replies_are_valid_utf8_with_whole_characters_and_often_not_without(tiny_model):
+    prompts = PROMPTS * 8  # 16 rows of a random model sampled hot: it picks lone bytes often
+    torch.manual_seed(0)
+    guarded = generate_tokens(tiny_model, prompts, 24, temperature=2.0, eos_token_id=2, token_table=TABLE)
+    torch.manual_seed(0)
+    free = generate_tokens(tiny_model, prompts, 24, temperature=2.0, eos_token_id=2)
+
+    def reply_bytes(ids: list[int]) -> bytes:  # the reply's bytes up to eos
+        return b"".join(TABLE[i] for i in (ids[:ids.index(2)] if 2 in ids else ids))
+
+    for ids in guarded.tolist():
+        if 2 in ids:  # it ended: whole characters only
+            assert valid_utf8(reply_bytes(ids))
+        else:  # cut off by max_new_tokens: valid so far, perhaps inside a character
+            assert utf8_state(reply_bytes(ids)) is not None
+    assert sum(utf8_state(reply_bytes(ids)) is None for ids in free.tolist()) >= 4  # unguarded, bytes break
+
+
+def test_greedy_decoding_is_unchanged_where_the_likeliest_token_fits(tiny_model):
+    # Where the likeliest token fits at every step, the guard changes nothing.
+    free = generate_tokens(tiny_model, PROMPTS, 16, eos_token_id=2)
+    guarded = generate_tokens(tiny_model, PROMPTS, 16, eos_token_id=2, token_table=TABLE)
+    for a, b in zip(free.tolist(), guarded.tolist()):
+        data = b"".join(TABLE[i] for i in a)
+        if utf8_accepts(data):
+            assert a == b
