@@ -27,6 +27,8 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for dataset.data_io
+from dataset.data_io import write_jsonl  # noqa: E402
 from everyday_chat import load_intents, prompt_key  # noqa: E402
 from knowledge import fact_conversations, fact_paragraph, load_tables  # noqa: E402
 
@@ -114,11 +116,9 @@ def token_count(texts: list[str], tokenizer: Tokenizer) -> int:
                for e in tokenizer.encode_batch(texts[i:i + 4096], add_special_tokens=False))
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+def write_checked(path: Path, rows: list[dict]) -> str:
+    """data_io.write_jsonl (every row checked with the loader's rule), then the file's short sha256."""
+    write_jsonl(path, rows)
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
@@ -184,14 +184,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  dropped {dropped} that hold a held-out prompt")
 
     for name, rows in (("pretrain_base.jsonl", pretrain), ("sft_base.jsonl", sft)):
-        print(f"wrote {out_dir / name}: {len(rows)} rows, sha256 {write_jsonl(out_dir / name, rows)}")
+        print(f"wrote {out_dir / name}: {len(rows)} rows, sha256 {write_checked(out_dir / name, rows)}")
     if args.replay_out:
         # A committed sample of the SFT mix that LoRA training replays to keep the base's own answers: every
         # everyday prompt once (an adapter must leave everyday requests alone, and they are the most varied part),
         # the rest of --replay_size from the other conversations in the SFT file's order.
         replay = replay_sample(sft, {p for intent in intents for p in intent["prompts"]}, args.replay_size)
         rng.shuffle(replay)
-        print(f"wrote {args.replay_out}: {len(replay)} rows, sha256 {write_jsonl(Path(args.replay_out), replay)}")
+        print(f"wrote {args.replay_out}: {len(replay)} rows, sha256 {write_checked(Path(args.replay_out), replay)}")
 
 
 if __name__ == "__main__":
