@@ -35,8 +35,11 @@ How requests are served:
 - At most --max_queue requests wait; one more is answered 429 at once instead of growing the queue.
 - A client that leaves (mid-stream, or before its plain reply) is dropped from the queue, or its rows stop.
 - Bodies are parsed and tokenized off the event loop, on two threads: one for bodies up to 32 KiB (ordinary
-  chats), one for larger ones, so a flood of large requests delays only its own kind. Text that cannot fit
-  --max_prompt_tokens (more UTF-8 bytes than that many of the longest token hold) is refused untokenized.
+  chats), one for larger ones, so a flood of large requests delays only its own kind; once no large body waits,
+  that thread hands glibc's freed memory back (malloc_trim). Text that cannot fit --max_prompt_tokens (more UTF-8
+  bytes than that many of the longest token hold) is refused untokenized.
+- After a 413 the body is still read to its end (and dropped) up to 1 MiB, so that a client that sends it all
+  before reading gets the reply; a larger body closes the connection instead of being read for as long as it lasts.
 - Message content is plain text even where it spells a control token (model.chat.encode_chats): a user cannot
   close their turn or open a system turn. Replies hold back the bytes of a character until it is complete, and
   text that may still begin a stop string until it cannot.
@@ -49,6 +52,8 @@ import asyncio
 import collections
 import contextlib
 import copy
+import ctypes
+import gc
 import json
 import os
 import socket
@@ -137,9 +142,10 @@ class APIError(Exception):
     """A request the server refuses, answered with an HTTP status and OpenAI's error shape."""
 
     def __init__(self, status: int, message: str, param: Optional[str] = None, code: Optional[str] = None,
-                 kind: str = "invalid_request_error"):
+                 kind: str = "invalid_request_error", close: bool = False):
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
+        self.close = close  # answer with Connection: close (the rest of a huge body is not worth reading)
 
     def body(self) -> dict:
         """{"error": {...}} as OpenAI sends it."""
@@ -661,21 +667,38 @@ def completion_id(chat: bool = True) -> str:
     return f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
 
 
+DRAIN_BYTES = 1 << 20  # after a 413, a body up to this size is still read (and dropped); past it the connection closes
+
+
 async def read_body(request: "Request", limit: int) -> bytes:
     """The request's body, or APIError 413 once it is known to exceed limit bytes: from its Content-Length
-    header before reading anything, else as soon as the bytes read pass it."""
+    header before reading anything, else once the bytes read pass it. A body up to DRAIN_BYTES is still read to its
+    end (by uvicorn after the reply, or here), so that a client that sends it all before reading gets the 413;
+    a larger one is not: the 413 closes the connection, and such a client may see it reset instead."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise APIError(413, f"the request body has {declared} bytes, more than the server's limit of {limit}; "
-                            "send less", code="request_too_large")
+                            "send less", code="request_too_large", close=int(declared) > DRAIN_BYTES)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            raise APIError(413, f"the request body has more than the server's limit of {limit} bytes; send less",
-                           code="request_too_large")
-        chunks.append(chunk)
+        if size > DRAIN_BYTES:
+            break
+        if size <= limit:
+            chunks.append(chunk)
+    if size > limit:
+        raise APIError(413, f"the request body has more than the server's limit of {limit} bytes; send less",
+                       code="request_too_large", close=size > DRAIN_BYTES)
     return b"".join(chunks)
+
+
+def release_freed_memory() -> None:
+    """Return the pages glibc keeps for freed blocks to the system (nothing where libc has no malloc_trim).
+
+    Large bodies and the tokenizer's work on long words leave freed memory in glibc's heaps that it keeps, so
+    after a flood of them the server's RSS stays ~10% up; a trim takes a few ms and brings it back."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 SMALL_BODY_BYTES = 32 * 1024  # bodies up to this size (ordinary chats) are parsed on a thread of their own
@@ -692,6 +715,7 @@ def create_app(worker: BatchWorker, tokenizer, models: dict[str, Optional[str]],
 
     lanes = [(ThreadPoolExecutor(1, thread_name_prefix=f"pebble-parse-{kind}"), copy.deepcopy(tokenizer))
              for kind in ("small", "large")]
+    large_waiting = [0]  # large bodies read and not yet parsed: at 0, the large lane trims the heap
     page = WEB_PAGE.read_text(encoding="utf-8")
 
     @contextlib.asynccontextmanager
@@ -708,7 +732,7 @@ def create_app(worker: BatchWorker, tokenizer, models: dict[str, Optional[str]],
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, e: APIError):
-        headers = {"Retry-After": "1"} if e.status == 429 else None
+        headers = {"Retry-After": "1"} if e.status == 429 else {"Connection": "close"} if e.close else None
         return JSONResponse(e.body(), status_code=e.status, headers=headers)
 
     @app.exception_handler(HTTPException)
@@ -746,9 +770,18 @@ def create_app(worker: BatchWorker, tokenizer, models: dict[str, Optional[str]],
 
     async def complete(request: Request, parse: Parser):
         raw = await read_body(request, limits.max_request_bytes)
-        lane, lane_tokenizer = lanes[len(raw) > SMALL_BODY_BYTES]
+        large = len(raw) > SMALL_BODY_BYTES
+        lane, lane_tokenizer = lanes[large]
         loop = asyncio.get_running_loop()
-        req = await loop.run_in_executor(lane, parse, raw, models, lane_tokenizer, limits)
+        large_waiting[0] += large
+        try:
+            req = await loop.run_in_executor(lane, parse, raw, models, lane_tokenizer, limits)
+        finally:
+            del raw  # not held while the reply is generated
+            large_waiting[0] -= large
+            if large and not large_waiting[0]:
+                with contextlib.suppress(RuntimeError):  # the lane is shut down: the server is stopping
+                    lane.submit(release_freed_memory)
         job = Job(req, loop)
         worker.submit(job)
         head = {"id": completion_id(req.chat), "created": int(time.time()), "model": req.model}
@@ -896,6 +929,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = parse_args(argv)
     app, _ = build_app(args)
     import uvicorn  # present: build_app checked
+    # torch, transformers and FastAPI leave ~400k objects that live as long as the server. A full collection walks
+    # them all (~0.3 s with the GIL held, so every request stalls), and requests that allocate many containers (a
+    # deeply nested body makes ~1000 lists before json gives up) trigger one every few dozen. Frozen, they are never
+    # walked again: collections only see what requests make.
+    gc.collect()
+    gc.freeze()
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

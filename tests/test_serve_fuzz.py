@@ -2,10 +2,14 @@
 text parts and fields the server does not implement): each one is either accepted or refused with an
 OpenAI-shaped 4xx, never a 5xx; an accepted chat prompt holds no control token that its messages' text spelled,
 and an accepted plain prompt decodes back to its text. The parsers are driven directly (many cases, no model),
-then a running server gets such bodies over HTTP on both endpoints."""
+then a running server gets such bodies over HTTP on both endpoints, and floods of oversized, deeply nested and
+too long bodies sent at once, each answered with its 4xx (a 413 readable even when the client sends its whole
+body before reading)."""
 import contextlib
 import importlib.util
 import json
+import socket
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -180,3 +184,61 @@ def test_the_running_server_never_answers_5xx(fuzz_server, raw, path):
         assert [c["index"] for c in choices] == list(range(len(choices)))
         assert all(c["message"]["role"] == "assistant" if path == "/chat/completions" else "text" in c
                    for c in choices)
+
+
+HI = {"model": "pebble", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+
+
+def exchange(http: httpx.Client, head: bytes, pieces: list[bytes]) -> tuple[str, dict, dict]:
+    """Send head and every piece on a fresh connection before reading (a send the server cut short ends the
+    sending), then read the whole reply -> (status line, {header: value} lowercased, body as JSON)."""
+    with socket.create_connection((http.base_url.host, http.base_url.port), timeout=30) as sock:
+        try:
+            sock.sendall(head)
+            for piece in pieces:
+                sock.sendall(piece)
+        except OSError:  # the server answered and closed before the body was all sent
+            pass
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.endswith(b"}"):
+            chunk = sock.recv(65536)
+            assert chunk, reply
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    status, *lines = head.decode().split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return status, headers, json.loads(body)
+
+
+@pytest.mark.parametrize("framing", ["Content-Length: 20971520", "Transfer-Encoding: chunked"])
+def test_an_oversized_body_sent_whole_gets_a_readable_413_and_the_connection_closes(fuzz_server, framing):
+    head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
+    piece = b" " * 65536
+    if "chunked" in framing:
+        piece = b"%x\r\n%s\r\n" % (len(piece), piece)
+    status, headers, body = exchange(fuzz_server, head.encode(), [piece] * 320)  # 20 MiB
+    assert status.startswith("HTTP/1.1 413") and headers["connection"] == "close"
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert body["error"]["code"] == "request_too_large"
+    assert fuzz_server.post("/chat/completions", json=HI).status_code == 200  # still serving
+
+
+def test_a_flood_of_bad_bodies_at_once_is_all_4xx_and_the_server_keeps_serving(fuzz_server):
+    hi = b'{"model": "pebble", "messages": [{"role": "user", "content": "hi"}], '
+    bodies = {400: [b"[" * 100_000 + b"]" * 100_000, b"[" * 200_000, hi + b'"max_tokens": ' + b"9" * 5000 + b"}",
+                    hi.replace(b'hi"', "长".encode() * 60_000 + b'"') + b'"max_tokens": 2}',
+                    b'{"model": "pebble", "prompt": "' + b"a" * 20_000 + b'", "max_tokens": 2}'],  # tokenized
+              413: [b" " * (300 << 10)]}
+    sent = [(status, raw, path) for status, raws in bodies.items() for raw in raws
+            for path in ("/chat/completions", "/completions")] * 4
+
+    def post(case: tuple[int, bytes, str]) -> None:
+        status, raw, path = case
+        r = fuzz_server.post(path, content=raw, headers={"Content-Type": "application/json"})
+        assert r.status_code == status, (path, raw[:40], r.text[:200])
+        assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+
+    with ThreadPoolExecutor(16) as pool:  # 16 at a time: the server parses while others arrive
+        list(pool.map(post, sent))
+    r = fuzz_server.post("/chat/completions", json=HI)
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["role"] == "assistant"
