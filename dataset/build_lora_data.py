@@ -36,6 +36,12 @@ MAX_EN_WORDS = 60
 MIN_IDENTITY_EVAL = 40
 # What is asked about each health condition, in the order the eval file walks them.
 FIELDS = ("symptoms", "care", "warning", "department")
+# Share of the named-question templates written as a surface variant (opener, ending) instead of as they stand.
+VARIANT_SHARE = 0.35
+# How many of a condition's care steps (the first ones, the most basic) an answer to a described complaint names,
+# and how many question tails each training complaint is asked with besides being told bare.
+COMPLAINT_STEPS = 2
+COMPLAINT_TAILS = 3
 
 Conversation = list[dict[str, str]]
 
@@ -292,7 +298,8 @@ def dedupe_single_turn(convs: list[Conversation]) -> list[Conversation]:
 # --------------------------------------------------------------------------------------------------------------------
 # Medical builder (tables: dataset/tables/lora_medical.json): general, conservative health information written for
 # this project; no dosages, no diagnoses. A condition has flags "urgent", "chronic" and "plural" (English name takes
-# "do"), and per language its "name", the FIELDS' entries ("department" a single string) and an optional "note".
+# "do"), and per language its "name", the FIELDS' entries ("department" a single string), an optional "note" and
+# "complaints": first-person descriptions of its symptoms that need not name it, the last kept for the eval file.
 # --------------------------------------------------------------------------------------------------------------------
 
 
@@ -325,7 +332,11 @@ def medical_items(side: dict, field: str, lang: str) -> str:
     """Render the list of table entries used by a field, for one language's side of a condition."""
     if field == "department":
         return ""
-    values = side[field]
+    return join_items(side[field], field, lang)
+
+
+def join_items(values: Sequence[str], field: str, lang: str) -> str:
+    """Join table entries of a field the way its answers list them (care steps as clauses, the rest as a list)."""
     if lang == "zh":
         if field == "care":
             return ("；" if any("，" in v for v in values) else "，").join(values)
@@ -340,16 +351,16 @@ def medical_questions(cond: dict, field: str, lang: str, split: str, t: dict) ->
 
 
 def medical_train(rng: random.Random, t: dict) -> list[Conversation]:
-    """Training Q&A: every condition x field x language x training template, some with an extra surface form."""
+    """Training Q&A: every condition x field x language x training template once, some as a surface variant, then
+    the safety and complaint Q&A. One form per template keeps the named questions from crowding out complaints."""
     convs = []
     for cond in t["conditions"]:
         for field in FIELDS:
             for lang in ("zh", "en"):
                 for question in medical_questions(cond, field, lang, "train", t):
-                    extra = 2 if rng.random() < 0.35 else 1
-                    for form in surface_variants(question, rng, extra, t):
-                        convs.append(single(form, medical_answer(cond, field, lang, rng.randrange(2), t)))
-    return convs + medical_safety(rng, t)
+                    form = surface_variants(question, rng, 2, t)[-1] if rng.random() < VARIANT_SHARE else question
+                    convs.append(single(form, medical_answer(cond, field, lang, rng.randrange(2), t)))
+    return convs + medical_safety(rng, t) + complaint_pairs(rng, t)
 
 
 def medical_safety(rng: random.Random, t: dict) -> list[Conversation]:
@@ -358,12 +369,43 @@ def medical_safety(rng: random.Random, t: dict) -> list[Conversation]:
     for row in t["safety"]:
         for lang in ("zh", "en"):
             for question in row[lang]["questions"]:
-                convs.extend(single(q, row[lang]["answer"]) for q in surface_variants(question, rng, 3, t))
+                convs.extend(single(q, row[lang]["answer"]) for q in surface_variants(question, rng, 4, t))
+    return convs
+
+
+def complaint_question(complaint: str, tail: str, lang: str) -> str:
+    """A described complaint followed by a question tail, or the bare complaint when the tail is empty."""
+    if lang == "zh":
+        return complaint + ("，" + tail if tail else "。")
+    return complaint + (". " + tail if tail else ".")
+
+
+def complaint_answer(cond: dict, lang: str, index: int, t: dict) -> str:
+    """Answer a described complaint with the condition's department, then its first care steps, never its name:
+    the asker described symptoms, and naming a condition would be a diagnosis. The department comes first, whether
+    the asker wants self-care or a doctor: it is short, and put first it was matched to the complaint more often."""
+    side = cond[lang]
+    closes = t["closings"][lang]["care"][close_kind(cond, "care")]
+    steps = join_items(side["care"][:COMPLAINT_STEPS], "care", lang)
+    return t["complaint_answers"][lang].format(dept=side["department"], steps=steps, close=closes[index % len(closes)])
+
+
+def complaint_pairs(rng: random.Random, t: dict) -> list[Conversation]:
+    """Complaint Q&A: every training complaint (all but the last of a list) told bare and asked with
+    COMPLAINT_TAILS random question tails (self-care or which doctor)."""
+    convs = []
+    for cond in t["conditions"]:
+        for lang in ("zh", "en"):
+            for complaint in cond[lang]["complaints"][:-1]:
+                for tail in [""] + rng.sample(t["complaint_tails"][lang], COMPLAINT_TAILS):
+                    answer = complaint_answer(cond, lang, rng.randrange(2), t)
+                    convs.append(single(complaint_question(complaint, tail, lang), answer))
     return convs
 
 
 def medical_eval(t: dict) -> list[Conversation]:
-    """Held-out Q&A: one eval-only wording per condition, field and language, with the reference answer."""
+    """Held-out Q&A: one eval-only wording per condition, field and language, then each condition's held-out
+    complaint (its last) per language with a question tail, each with its reference answer."""
     convs = []
     for i, cond in enumerate(t["conditions"]):
         for j, field in enumerate(FIELDS):
@@ -371,6 +413,11 @@ def medical_eval(t: dict) -> list[Conversation]:
                 options = medical_questions(cond, field, lang, "eval", t)
                 question = options[(i + j) % len(options)]
                 convs.append(single(question, medical_answer(cond, field, lang, 0, t)))
+    for i, cond in enumerate(t["conditions"]):
+        for lang in ("zh", "en"):
+            tails = t["complaint_tails"][lang]
+            question = complaint_question(cond[lang]["complaints"][-1], tails[i % len(tails)], lang)
+            convs.append(single(question, complaint_answer(cond, lang, 0, t)))
     return convs
 
 
