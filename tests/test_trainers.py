@@ -212,3 +212,50 @@ def test_replay_loss_is_task_cross_entropy_plus_kl_to_the_base_on_replayed_rows(
     assert kl > 0
     expected = (ce + kl) / keep.sum()
     assert torch.allclose(loss_fn(model, batch).detach(), expected, rtol=1e-5)
+
+
+def test_reply_positions_count_from_zero_in_every_reply():
+    from trainer.train_lora import reply_positions
+
+    keep = torch.tensor([[0, 1, 1, 1, 0, 0, 1, 1], [1, 1, 0, 1, 0, 1, 1, 1]], dtype=torch.bool)
+    expected = []
+    for row in keep.tolist():  # written out: a run of True is one reply
+        index, out = 0, []
+        for k, was in zip(row, [False] + row[:-1]):
+            index = (index + 1 if was else 0) if k else 0
+            out.append(index)
+        expected.append(out)
+    assert torch.equal(reply_positions(keep)[keep], torch.tensor(expected)[keep])
+
+
+def test_replay_lead_tokens_weigh_the_first_tokens_of_each_replayed_reply():
+    from torch.nn import functional as F
+
+    from model import PebbleConfig, PebbleForCausalLM, apply_lora, lora_disabled
+    from trainer.train_lora import replay_distillation_loss
+
+    torch.manual_seed(0)
+    model = PebbleForCausalLM(PebbleConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                           num_key_value_heads=2, vocab_size=50)).eval()
+    apply_lora(model, rank=4, verbose=False)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".lora." in name:
+                p.copy_(torch.randn_like(p) * 0.2)
+    ids = torch.randint(3, 50, (2, 12))
+    labels = ids.clone()
+    labels[:, :3] = -100  # prompt, a reply of 4 tokens, a second prompt, a reply of 3
+    labels[:, 7:9] = -100
+    batch = {"input_ids": ids, "labels": labels, "source": torch.tensor([1, 1])}
+    with torch.no_grad():
+        adapted = model(ids).logits[:, :-1].log_softmax(-1)
+        with lora_disabled(model):
+            base = model(ids).logits[:, :-1].log_softmax(-1)
+    keep = labels[:, 1:] != -100
+    kl = (base.exp() * (base - adapted)).sum(-1)  # (B, T-1)
+    # Positions 2..5 predict the first reply (tokens 3..6), 8..10 the second (9..11): the first two of each lead.
+    lead = torch.zeros_like(keep)
+    lead[:, [2, 3, 8, 9]] = True
+    expected = 2.0 * (kl * torch.where(lead, 5.0, 1.0))[keep].sum() / keep.sum()
+    loss = replay_distillation_loss(model, weight=2.0, lead_tokens=2, lead_weight=5.0)(model, batch)
+    assert torch.allclose(loss.detach(), expected, rtol=1e-5)

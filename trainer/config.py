@@ -103,6 +103,11 @@ class LoRATrainConfig(TrainConfig):
     # With --replay_loss kl: weight of a replayed token's KL against a task token's CE. Fewer replayed rows with a
     # larger weight kept general chat as well as more rows with a smaller one, for less compute (README).
     replay_weight: float = 8.0
+    # The first replay_lead_tokens tokens of each replayed reply count replay_lead_weight times in the KL term:
+    # they decide what a reply is about, so they are where an identity adapter would start answering unrelated
+    # requests as its persona (README, "Keeping the identity adapter out of other questions").
+    replay_lead_tokens: int = 8
+    replay_lead_weight: float = 3.0
 
     def validate(self) -> None:
         super().validate()
@@ -115,6 +120,9 @@ class LoRATrainConfig(TrainConfig):
         check_range("lora_dropout", self.lora_dropout, low=0, high=0.9)
         check_range("replay_ratio", self.replay_ratio, low=0)
         check_range("replay_weight", self.replay_weight, low=0)
+        check_range("replay_lead_weight", self.replay_lead_weight, low=0)
+        if self.replay_lead_tokens < 0:
+            raise PebbleError(f"--replay_lead_tokens must be 0 (none) or positive, got {self.replay_lead_tokens}")
         if self.replay_loss not in ("kl", "ce"):
             raise PebbleError(f"--replay_loss must be kl or ce, got {self.replay_loss!r}")
 

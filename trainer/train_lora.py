@@ -45,12 +45,21 @@ def parse_blocks(spec: str, num_blocks: int) -> Optional[list[int]]:
     return blocks
 
 
-def replay_distillation_loss(model: torch.nn.Module, weight: float = 1.0) -> Callable[[torch.nn.Module, dict],
-                                                                                      torch.Tensor]:
+def reply_positions(keep: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool, True where a position predicts a reply token -> (B, T): each such position's index within its
+    own reply (0 for a reply's first token; a conversation's second reply counts from 0 again)."""
+    count = keep.long().cumsum(1)
+    first = keep & ~F.pad(keep[:, :-1], (1, 0), value=False)
+    return count - torch.where(first, count, 0).cummax(1).values
+
+
+def replay_distillation_loss(model: torch.nn.Module, weight: float = 1.0, lead_tokens: int = 0,
+                             lead_weight: float = 1.0) -> Callable[[torch.nn.Module, dict], torch.Tensor]:
     """A loss for task rows plus replayed rows (batch["source"] 0 and 1): cross-entropy on the task replies,
     and on the replayed replies `weight` times the KL divergence from the base's next-token distribution (the
     adapter switched off) to the adapted model's, summed over both kinds of target tokens and divided by their
-    count."""
+    count. The first `lead_tokens` tokens of each replayed reply count `lead_weight` times: they decide what the
+    reply is about (whether the model answers as the adapter's persona), and the rest mostly follow them."""
 
     def loss_fn(net: torch.nn.Module, batch: dict) -> torch.Tensor:
         ids, labels, replay = batch["input_ids"], batch["labels"], batch["source"] == 1  # (B, T), (B, T), (B,)
@@ -63,8 +72,10 @@ def replay_distillation_loss(model: torch.nn.Module, weight: float = 1.0) -> Cal
         if bool(replay.any()):
             with torch.no_grad(), lora_disabled(model):
                 base = model(ids[replay], logits_at=keep[replay]).logits.float()  # (M, V), order of logits[from_replay]
-            loss = loss + weight * F.kl_div(F.log_softmax(logits[from_replay], -1), F.log_softmax(base, -1),
-                                            log_target=True, reduction="sum")
+            kl = F.kl_div(F.log_softmax(logits[from_replay], -1), F.log_softmax(base, -1), log_target=True,
+                          reduction="none").sum(-1)  # (M,)
+            lead = reply_positions(keep)[keep][from_replay] < lead_tokens  # (M,)
+            loss = loss + weight * (kl * torch.where(lead, lead_weight, 1.0)).sum()
         return loss / max(len(targets), 1)
 
     return loss_fn
@@ -159,7 +170,8 @@ def main() -> None:
     distill = replayed and cfg.replay_loss == "kl"
     with exclusive_run(out_path) if is_main_process() else contextlib.nullcontext():
         summary = train(model, data, cfg, save, f"{cfg.lora_name}_{hidden}", rank, world, device,
-                        loss_fn=replay_distillation_loss(model, cfg.replay_weight) if distill else None)
+                        loss_fn=replay_distillation_loss(model, cfg.replay_weight, cfg.replay_lead_tokens,
+                                                                  cfg.replay_lead_weight) if distill else None)
     # 5. the effect
     with autocast(device, dtype):
         show_probes(model, tokenizer, probes, f"with {cfg.lora_name}, after training")
