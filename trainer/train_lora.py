@@ -168,10 +168,10 @@ def main() -> None:
         save_lora(m, out_path, name=cfg.lora_name, base_fingerprint=base_fingerprint, **extra)
 
     distill = replayed and cfg.replay_loss == "kl"
+    loss_fn = (replay_distillation_loss(model, cfg.replay_weight, cfg.replay_lead_tokens, cfg.replay_lead_weight)
+               if distill else None)
     with exclusive_run(out_path) if is_main_process() else contextlib.nullcontext():
-        summary = train(model, data, cfg, save, f"{cfg.lora_name}_{hidden}", rank, world, device,
-                        loss_fn=replay_distillation_loss(model, cfg.replay_weight, cfg.replay_lead_tokens,
-                                                                  cfg.replay_lead_weight) if distill else None)
+        summary = train(model, data, cfg, save, f"{cfg.lora_name}_{hidden}", rank, world, device, loss_fn=loss_fn)
     # 5. the effect
     with autocast(device, dtype):
         show_probes(model, tokenizer, probes, f"with {cfg.lora_name}, after training")
