@@ -105,7 +105,7 @@ class FusedLoRALinear(LoRALinear):
             if torch.is_grad_enabled():
                 return LoRALinearFunction.apply(x, self.weight, *one)
             return one_adapter_linear(x, self.weight, *one)
-        if self.routes and not torch.is_grad_enabled():
+        if self.routes is not None and self.routes.rows and not torch.is_grad_enabled():
             return self.routed_forward(x)
         return super().forward(x)
 
@@ -114,7 +114,7 @@ class FusedLoRALinear(LoRALinear):
         rows only (gathered by their index, its output added back at them) instead of on all rows under a mask."""
         self.weights(x.shape[0])  # checks the batch against the routes
         y = F.linear(x, self.weight, self.bias)  # (B, ..., out)
-        for name, rows in self.routes.items():
+        for name, rows in self.routes.rows.items():
             adapter = self.lora[name]
             if rows is None:  # every row
                 y = y + low_rank(x, adapter.A.weight, adapter.B.weight, adapter.scale)

@@ -6,8 +6,7 @@ unchanged) holding any number of named low-rank adapters, of which a weighted se
     y = W x + sum over active adapters a of  weight_a * (alpha_a / r_a) * B_a (A_a dropout(x))
 
 That one forward is all the maths: model/lora_routing.py gives each row of a batch its own adapter through it,
-and model/fast_lora.py computes the same in fewer passes where that measures faster (model/fast_paths.py).
-save_lora and load_lora (adapter files, ours and MiniMind's) are in model/lora_files.py.
+model/fast_lora.py computes the same in fewer passes (model/fast_paths.py); adapter files: model/lora_files.py.
 """
 import contextlib
 import math
@@ -55,8 +54,7 @@ class LoRALinear(nn.Linear):
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
         self.lora = nn.ModuleDict()
         self.active: dict[str, float] = {}
-        self.routes: Optional[dict] = None  # adapter -> its Rows, or None for all (model/lora_routing.py)
-        self.route_rows = 0  # the batch size the routes were made for
+        self.routes = None  # while a batch is routed per row: its lora_routing.Routes
         self._base_weight: Optional[torch.Tensor] = None  # the weight before merge(), for an exact unmerge
 
     def add_adapter(self, name: str, rank: int, alpha: float, dropout: float = 0.0) -> LoRAAdapter:
@@ -69,17 +67,11 @@ class LoRALinear(nn.Linear):
         return self._base_weight is not None
 
     def weights(self, rows: int) -> dict[str, Union[float, torch.Tensor]]:
-        """The adapters this forward adds, with their weights: the active ones, or under routing each routed
-        adapter with the (rows, 1, 1) 0/1 mask of its rows (1.0 where it has every row)."""
-        if self.routes is None:
-            return {} if self.merged else self.active
-        if self.merged:
-            raise PebbleError("adapters are merged into the weights; call unmerge_lora(model) before routing "
-                              "adapters per row")
-        if rows != self.route_rows:
-            raise PebbleError(f"adapters_per_row was given {self.route_rows} adapter names but the batch has "
-                              f"{rows} rows; give one name (or None) per row")
-        return {name: 1.0 if owned is None else owned.mask for name, owned in self.routes.items()}
+        """The adapters this forward adds, with their weights: the active ones, or while the batch is routed
+        per row (model/lora_routing.py) each routed adapter with the 0/1 mask of its rows."""
+        if self.routes is not None:
+            return self.routes.weights(rows, self.merged)
+        return {} if self.merged else self.active
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.linear(x, self.weight, self.bias)  # (B, ..., out)
@@ -101,12 +93,8 @@ class LoRALinear(nn.Linear):
             self.weight.data, self._base_weight = self._base_weight, None
 
     def extra_repr(self) -> str:
-        if self.routes is None:
-            active = "active=" + (", ".join(f"{n}*{w:g}" for n, w in self.active.items()) or "none")
-        else:
-            rows = {n: "all" if r is None else ",".join(map(str, r.index.tolist())) for n, r in self.routes.items()}
-            active = f"per_row=[{' | '.join(f'{n}: {r}' for n, r in rows.items()) or 'none'}] of {self.route_rows} rows"
-        return f"{super().extra_repr()}, {active}{', merged' if self.merged else ''}"
+        active = "active=" + (", ".join(f"{n}*{w:g}" for n, w in self.active.items()) or "none")
+        return f"{super().extra_repr()}, {self.routes or active}{', merged' if self.merged else ''}"
 
 
 # ---------------------------------------------------------------- attaching adapters
@@ -129,14 +117,12 @@ def find_targets(model: nn.Module, targets: Union[str, list[str]]) -> list[str]:
         if not found:
             raise PebbleError("no square linear layer in this model; name the targets, e.g. q_proj,v_proj")
         return found
-    found = []
-    for name in [t.strip() for t in targets.split(",")] if isinstance(targets, str) else targets:
-        matches = [p for p in linears if p.split(".")[-1] == name]
-        if not matches:
-            have = sorted({p.split(".")[-1] for p in linears})
+    names = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else list(targets)
+    have = sorted({p.split(".")[-1] for p in linears})
+    for name in names:
+        if name not in have:
             raise PebbleError(f"LoRA target {name!r} matches no linear layer; choose from {', '.join(have)}")
-        found += matches
-    return sorted(set(found), key=list(linears).index)
+    return [p for p in linears if p.split(".")[-1] in names]
 
 
 def wrap_layer(model: nn.Module, path: str) -> LoRALinear:
