@@ -8,8 +8,8 @@ Pretraining (`pretrain_base.jsonl`, {"text"}): natural text sampled from the off
 everyday-chat table written out as questions and answers.
 
 SFT (`sft_base.jsonl`, {"conversations"}): the committed demo conversations (dataset/sft_demo.jsonl), fact
-questions in many wordings, and every everyday-chat prompt answered by each of its replies in turn
-(--everyday_copies times). dataset/replay_chat.jsonl (committed), which LoRA training replays, takes
+questions in many wordings, every everyday-chat prompt answered by each of its replies in turn
+(--everyday_copies times), and with --health_conversations everyday health questions (dataset/health_facts.py). dataset/replay_chat.jsonl (committed), which LoRA training replays, takes
 --replay_size of them: each everyday prompt once, the rest from the other conversations.
 
 No user prompt of a held-out set (dataset/heldout/*.jsonl, dataset/*_eval.jsonl) is written, compared after
@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for dataset.data_io
 from dataset.data_io import write_jsonl  # noqa: E402
 from everyday_chat import load_intents, prompt_key  # noqa: E402
+from health_facts import health_conversations  # noqa: E402
 from knowledge import fact_conversations, fact_paragraph, load_tables  # noqa: E402
 
 DATASET = Path(__file__).resolve().parent
@@ -129,6 +130,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corpus_tokens", type=int, default=9_000_000, help="natural text to take from --corpus")
     parser.add_argument("--fact_paragraphs", type=int, default=20_000, help="pretraining paragraphs of facts")
     parser.add_argument("--fact_conversations", type=int, default=60_000, help="SFT fact questions")
+    parser.add_argument("--health_conversations", type=int, default=0,
+                        help="SFT questions on which doctor, self-care and emergencies (dataset/health_facts.py); "
+                             "the shipped base has none (dataset/README.md says what 6,000 did)")
     parser.add_argument("--everyday_text_copies", type=int, default=3, help="passes over the table as text")
     parser.add_argument("--everyday_copies", type=int, default=4,
                         help="copies of the everyday conversations in the SFT file (their replies are long and varied: "
@@ -183,7 +187,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {name:16s} {len(rows):7d}")
     print(f"  dropped {dropped} that hold a held-out prompt")
 
-    for name, rows in (("pretrain_base.jsonl", pretrain), ("sft_base.jsonl", sft)):
+    # The health questions go in at random places after the shuffle, from their own seed, so that the rest of
+    # the file and the replay sample below are the same with or without them.
+    health_rng = random.Random(args.seed + 2)
+    health = health_conversations(health_rng, args.health_conversations,
+                                  avoid=lambda q: held_out(q) or q in demo_prompts)
+    print(f"  {'health':16s} {len(health):7d}")
+    full_sft = list(sft)
+    for row in health:
+        full_sft.insert(health_rng.randrange(len(full_sft) + 1), row)
+
+    for name, rows in (("pretrain_base.jsonl", pretrain), ("sft_base.jsonl", full_sft)):
         print(f"wrote {out_dir / name}: {len(rows)} rows, sha256 {write_checked(out_dir / name, rows)}")
     if args.replay_out:
         # A committed sample of the SFT mix that LoRA training replays to keep the base's own answers: every
