@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from model.common import PathLike, PebbleError
-from model.model_pebble import PebbleConfig, PebbleForCausalLM
+from model.model_pebble import Block, PebbleConfig, PebbleForCausalLM
 
 
 def cannot_write(folder: Path, e: OSError) -> PebbleError:
@@ -301,13 +301,17 @@ def check_fits_config(sd: dict[str, torch.Tensor], config: PebbleConfig, path: P
     """Refuse tensors that are not exactly those of the model config describes, before that model is allocated.
 
     A file's config may describe a far larger model than its tensors (a crafted 200-byte file asking for 50 GB),
-    so the expected shapes come from the model built on the meta device, which allocates nothing."""
+    so the expected shapes come from a block built on the meta device, which allocates nothing."""
     layers = {k.split(".")[2] for k in sd if k.startswith("model.layers.")}
     if layers != {str(i) for i in range(config.num_hidden_layers)}:  # also bounds the meta model's size
         raise PebbleError(f"{path} holds tensors for {len(layers)} layers but its config says "
                           f"{config.num_hidden_layers}; it is damaged or not a Pebble/MiniMind model")
-    with torch.device("meta"):
-        expected = {k: v.shape for k, v in PebbleForCausalLM(config).state_dict().items()}
+    with torch.device("meta"):  # one block; not the whole model, whose embedding's random init would run here too
+        block = {k: v.shape for k, v in Block(config, 0).state_dict().items()}
+    table = (config.vocab_size, config.hidden_size)
+    expected = {"model.embed_tokens.weight": table, "model.norm.weight": (config.hidden_size,),
+                "lm_head.weight": table, **{f"model.layers.{i}.{k}": shape for i in range(config.num_hidden_layers)
+                                            for k, shape in block.items()}}
     got = {k: v.shape for k, v in sd.items()}
     if got != expected:
         missing, unexpected = sorted(expected.keys() - got.keys()), sorted(got.keys() - expected.keys())

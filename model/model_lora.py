@@ -43,9 +43,6 @@ class LoRAAdapter(nn.Module):
         """(alpha / r) B A in float32, shaped like the base weight (out, in)."""
         return (self.B.weight.float() @ self.A.weight.float()) * self.scale
 
-    def extra_repr(self) -> str:
-        return f"rank={self.rank}, alpha={self.alpha:g}"
-
 
 class LoRALinear(nn.Linear):
     """nn.Linear plus named adapters, of which a weighted subset is active."""
@@ -119,9 +116,8 @@ def find_targets(model: nn.Module, targets: Union[str, list[str]]) -> list[str]:
         return found
     names = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else list(targets)
     have = sorted({p.split(".")[-1] for p in linears})
-    for name in names:
-        if name not in have:
-            raise PebbleError(f"LoRA target {name!r} matches no linear layer; choose from {', '.join(have)}")
+    if unknown := [name for name in names if name not in have]:
+        raise PebbleError(f"LoRA target {unknown[0]!r} matches no linear layer; choose from {', '.join(have)}")
     return [p for p in linears if p.split(".")[-1] in names]
 
 
@@ -177,10 +173,9 @@ def mark_only_lora_trainable(model: nn.Module, name: str) -> None:
 
 def lora_summary(model: nn.Module, name: str) -> str:
     """One line: total, LoRA and trainable parameter counts with shares."""
-    params = {id(p): p for p in model.parameters()}.values()
-    total = sum(p.numel() for p in params)
+    total = sum(p.numel() for p in model.parameters())  # parameters() counts the tied head once
     lora = sum(p.numel() for _, m in lora_layers(model) if name in m.lora for p in m.lora[name].parameters())
-    trainable = sum(p.numel() for p in params if p.requires_grad)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     base = total - sum(p.numel() for _, m in lora_layers(model) for p in m.lora.parameters())
     return (f"LoRA '{name}': {lora:,} parameters = {100 * lora / base:.2f}% of the {base:,}-parameter base; "
             f"trainable {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")

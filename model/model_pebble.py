@@ -5,18 +5,21 @@ Math, defaults and state_dict keys match MiniMind-3 (Llama-style field names), s
 load with strict=True.
 """
 import contextlib
+import inspect
 import math
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
-from transformers.modeling_outputs import CausalLMOutputWithPast
 
 
-class PebbleConfig(PretrainedConfig):
-    """Hyper-parameters of a Pebble model; defaults are MiniMind-3's (768 hidden, 8 layers, GQA 8/4)."""
+class PebbleConfig:
+    """Hyper-parameters of a Pebble model; defaults are MiniMind-3's (768 hidden, 8 layers, GQA 8/4).
+
+    A plain class, so that training and chatting never import transformers' model machinery; model/hf_pebble.py
+    has the transformers versions of this config and of the model, for save_pretrained and remote code."""
 
     model_type = "pebble"
 
@@ -38,7 +41,6 @@ class PebbleConfig(PretrainedConfig):
         bos_token_id: int = 1,
         eos_token_id: int = 2,
         pad_token_id: int = 0,
-        **kwargs,
     ):
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers
@@ -52,14 +54,23 @@ class PebbleConfig(PretrainedConfig):
         self.max_position_embeddings = max_position_embeddings
         self.qk_norm = qk_norm
         self.hidden_act = hidden_act
-        super().__init__(
-            tie_word_embeddings=tie_word_embeddings,
-            bos_token_id=bos_token_id,
-            eos_token_id=eos_token_id,
-            pad_token_id=pad_token_id,
-            **kwargs,
-        )
+        self.tie_word_embeddings = tie_word_embeddings
+        self.bos_token_id = bos_token_id
+        self.eos_token_id = eos_token_id
+        self.pad_token_id = pad_token_id
         self.validate()
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "PebbleConfig":
+        """The config of a saved dict; keys it does not know (a transformers config's own) are left out."""
+        known = inspect.signature(cls.__init__).parameters
+        return cls(**{k: v for k, v in values.items() if k in known and k != "self"})
+
+    def __repr__(self) -> str:
+        return f"PebbleConfig({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     def validate(self) -> None:
         """Raise ValueError for shapes the network cannot be built with."""
@@ -293,24 +304,25 @@ class PebbleModel(nn.Module):
         return self.norm(x)
 
 
-class PebbleForCausalLM(PreTrainedModel, GenerationMixin):
-    """Pebble decoder with a (tied) language-model head, a shifted cross-entropy loss and `generate`.
+@dataclass
+class CausalLMOutput:
+    """What the model's forward returns (the fields of transformers' CausalLMOutputWithPast that we fill)."""
+    loss: Optional[torch.Tensor]  # mean cross-entropy over the labelled positions, or None without labels
+    logits: Optional[torch.Tensor]  # (B, T, V), or (N, V) for logits_at, or None for loss_only
+    past_key_values: Optional["KVCache"]  # the cache, with use_cache
 
-    `generate` is our own (below); GenerationMixin is inherited for the hooks that wrappers such as PEFT's
-    PeftModelForCausalLM read (prepare_inputs_for_generation)."""
 
-    config_class = PebbleConfig
-    base_model_prefix = "model"
-    _no_split_modules = ["Block"]
-    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+class PebbleForCausalLM(nn.Module):
+    """Pebble decoder with a (tied) language-model head, a shifted cross-entropy loss and `generate`."""
 
     def __init__(self, config: PebbleConfig):
-        super().__init__(config)
+        super().__init__()
+        self.config = config
         self.model = PebbleModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
-        self.post_init()
+        self.apply(self._init_weights)
         # model/fast_paths.py may set this to model/fast_decode.bind_forward, which `generate` then uses
         self.bind_decode: Optional[Callable[[nn.Module], Callable]] = None
 
@@ -339,7 +351,7 @@ class PebbleForCausalLM(PreTrainedModel, GenerationMixin):
         loss_only: bool = False,
         logits_at: Optional[torch.Tensor] = None,
         **kwargs,
-    ) -> CausalLMOutputWithPast:
+    ) -> CausalLMOutput:
         """Logits (B, T, V) and, with labels, the mean cross-entropy of logits[:, :-1] against labels[:, 1:]
         (ignore_index -100). logits_to_keep > 0 keeps only the last positions; loss_only skips the logits;
         logits_at, a (B, T) bool mask, gives the logits of the masked positions only, as (N, V) in row-major order."""
@@ -357,8 +369,7 @@ class PebbleForCausalLM(PreTrainedModel, GenerationMixin):
             logits = self.lm_head(h[logits_at])  # (N, V)
         elif labels is None or not loss_only:
             logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h)  # (B, T, V)
-        # positional: the cache field is `past_key_values` in transformers 4 and `cache` in 5
-        return CausalLMOutputWithPast(loss, logits, past_key_values if use_cache else None)
+        return CausalLMOutput(loss, logits, past_key_values if use_cache else None)
 
     @torch.inference_mode()
     def generate(

@@ -10,7 +10,8 @@
 generation_config.json and the tokenizer files. config.json names transformers' own Qwen3ForCausalLM (weights with
 q/k norms, MiniMind-3) or LlamaForCausalLM (without them), so AutoModelForCausalLM.from_pretrained(dir) loads it
 without remote code, and so can other runtimes that know those architectures. `--remote_code` names our
-PebbleForCausalLM instead, with a copy of model/model_pebble.py (then pass trust_remote_code=True).
+PebbleForCausalLM instead (model/hf_pebble.py), with copies of it and model/model_pebble.py (then pass
+trust_remote_code=True).
 `peft-export` writes the base folder into adapter_config.json as an absolute path, so AutoPeftModelForCausalLM
 finds it from any working directory. PEFT adapters name a module's matrices
 `base_model.model.{module}.lora_A.weight` [r, in] and `lora_B.weight` [out, r], with scale lora_alpha / r
@@ -32,8 +33,10 @@ from typing import Any, Optional, Sequence
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch
+import transformers
 from torch import nn
 
+from model import hf_pebble
 from model.checkpoint import atomic_write, load_model, load_tensors, save_tensors, state_dict_to_save
 from model.common import REPO_ROOT, PathLike, PebbleError, repo_path, run_cli
 from model.loading import adapter_path, check_tokenizer_fits, load_tokenizer, weight_path
@@ -100,7 +103,7 @@ def native_config(config: PebbleConfig, dtype: torch.dtype) -> dict:
     out.update(rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta}, attention_bias=False,
                attention_dropout=0.0, initializer_range=0.02, use_cache=True, dtype=name,
                torch_dtype=name,  # the key transformers 4.x reads
-               transformers_version=config.to_dict()["transformers_version"])
+               transformers_version=transformers.__version__)
     if config.qk_norm:
         out.update(architectures=["Qwen3ForCausalLM"], model_type="qwen3", use_sliding_window=False,
                    sliding_window=None, max_window_layers=config.num_hidden_layers)
@@ -110,13 +113,14 @@ def native_config(config: PebbleConfig, dtype: torch.dtype) -> dict:
 
 
 def remote_code_config(model: PebbleForCausalLM, dtype: torch.dtype) -> dict:
-    """config.json for our own class: our config plus architectures, auto_map and the weights' dtype."""
-    config = model.config.to_dict()
+    """config.json for our own class (model/hf_pebble.py): our config plus architectures, auto_map and the
+    weights' dtype."""
+    config = hf_pebble.PebbleConfig(**model.config.to_dict()).to_dict()
     config.pop("_name_or_path", None)
     name = str(dtype).removeprefix("torch.")
     config.update(
-        architectures=[type(model).__name__],
-        auto_map={"AutoConfig": "model_pebble.PebbleConfig", "AutoModelForCausalLM": "model_pebble.PebbleForCausalLM"},
+        architectures=["PebbleForCausalLM"],
+        auto_map={"AutoConfig": "hf_pebble.PebbleConfig", "AutoModelForCausalLM": "hf_pebble.PebbleForCausalLM"},
         dtype=name,
         torch_dtype=name,  # the key transformers 4.x reads
     )
@@ -128,7 +132,8 @@ def export_hf(model: PebbleForCausalLM, out_dir: PathLike, tokenizer_dir: PathLi
     """Write model (with any merged adapter) and the tokenizer as a transformers folder; config.json comes last.
 
     The folder names transformers' own Qwen3 or Llama class (native_config); with remote_code it names our class
-    instead and holds a copy of model/model_pebble.py, which loads only with trust_remote_code=True.
+    instead and holds copies of model/hf_pebble.py and model/model_pebble.py, which load only with
+    trust_remote_code=True.
     """
     if any(layer.active and not layer.merged for _, layer in lora_layers(model)):
         raise PebbleError("the model has an active adapter that is not merged; merge_lora(model) first or "
@@ -141,14 +146,15 @@ def export_hf(model: PebbleForCausalLM, out_dir: PathLike, tokenizer_dir: PathLi
     # Tied lm_head is left out: transformers re-ties it to embed_tokens after loading (_tied_weights_keys).
     save_tensors(state_dict_to_save(model, dtype), out_dir / "model.safetensors", {"format": "pt"})
     if remote_code:
-        copy_file(REPO_ROOT / "model" / "model_pebble.py", out_dir / "model_pebble.py")
+        for name in ("hf_pebble.py", "model_pebble.py"):
+            copy_file(REPO_ROOT / "model" / name, out_dir / name)
     for name in TOKENIZER_FILES:
         if (tokenizer_dir / name).is_file():
             copy_file(tokenizer_dir / name, out_dir / name)
     config = model.config
     write_json(out_dir / "generation_config.json", {
         "bos_token_id": config.bos_token_id, "eos_token_id": config.eos_token_id,
-        "pad_token_id": config.pad_token_id, "transformers_version": config.to_dict()["transformers_version"],
+        "pad_token_id": config.pad_token_id, "transformers_version": transformers.__version__,
     })
     config_json = remote_code_config(model, dtype) if remote_code else native_config(config, dtype)
     write_json(out_dir / "config.json", config_json)  # last: a folder without it is unfinished

@@ -87,7 +87,7 @@ def test_remote_code_folder_loads_our_class_on_the_meta_device_path(tmp_path, mo
     assert type(hf).__module__.startswith("transformers_modules")  # the copied modeling file, not ours
     assert not any(p.is_meta for p in hf.parameters())
     config = json.loads((folder / "config.json").read_text())
-    assert config["auto_map"]["AutoModelForCausalLM"] == "model_pebble.PebbleForCausalLM"
+    assert config["auto_map"]["AutoModelForCausalLM"] == "hf_pebble.PebbleForCausalLM"
     assert config["architectures"] == ["PebbleForCausalLM"] and config["torch_dtype"] == "float32"
     torch.testing.assert_close(logits(hf), logits(base()), atol=1e-5, rtol=0)
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import KVCache, PebbleConfig, PebbleForCausalLM
+from model import KVCache, PebbleConfig, PebbleForCausalLM, hf_pebble
 from model.checkpoint import load_model, save_model
 from model.common import PebbleError
 from model.fast_decode import bind_forward
@@ -173,8 +173,8 @@ def test_safetensors_round_trip_is_exact(tmp_path):
 
 def test_transformers_save_and_from_pretrained_give_same_logits(tmp_path):
     model = tiny_model()
-    model.save_pretrained(tmp_path)
-    loaded = PebbleForCausalLM.from_pretrained(tmp_path).eval()
+    hf_pebble.PebbleForCausalLM.from_plain(model).save_pretrained(tmp_path)
+    loaded = hf_pebble.PebbleForCausalLM.from_pretrained(tmp_path).eval()
     x = torch.randint(3, 97, (1, 8))
     torch.testing.assert_close(loaded(x).logits, model(x).logits)
 
