@@ -38,8 +38,9 @@ How requests are served:
   chats), one for larger ones, so a flood of large requests delays only its own kind; once no large body waits,
   that thread hands glibc's freed memory back (malloc_trim). Text that cannot fit --max_prompt_tokens (more UTF-8
   bytes than that many of the longest token hold) is refused untokenized.
-- After a 413 the body is still read to its end (and dropped) up to 1 MiB, so that a client that sends it all
-  before reading gets the reply; a larger body closes the connection instead of being read for as long as it lasts.
+- After a 413 a declared body is still read to its end (and dropped) up to 1 MiB, so that a client that sends it
+  all before reading gets the reply; a larger body, or a chunked one past the limit, closes the connection instead
+  of being read for as long as it lasts.
 - Message content is plain text even where it spells a control token (model.chat.encode_chats): a user cannot
   close their turn or open a system turn. Replies hold back the bytes of a character until it is complete, and
   text that may still begin a stop string until it cannot.
@@ -667,28 +668,27 @@ def completion_id(chat: bool = True) -> str:
     return f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
 
 
-DRAIN_BYTES = 1 << 20  # after a 413, a body up to this size is still read (and dropped); past it the connection closes
+DRAIN_BYTES = 1 << 20  # after a 413, a declared body up to this size is still read (and dropped) by uvicorn
 
 
 async def read_body(request: "Request", limit: int) -> bytes:
     """The request's body, or APIError 413 once it is known to exceed limit bytes: from its Content-Length
-    header before reading anything, else once the bytes read pass it. A body up to DRAIN_BYTES is still read to its
-    end (by uvicorn after the reply, or here), so that a client that sends it all before reading gets the 413;
-    a larger one is not: the 413 closes the connection, and such a client may see it reset instead."""
+    header before reading anything, else (a chunked body) once the bytes read pass it.
+
+    A declared body up to DRAIN_BYTES is still read to its end by uvicorn after the reply, so that a client that
+    sends it all before reading gets the 413; past that, and for a chunked body past limit (OpenAI's clients
+    always declare the length), the 413 closes the connection instead, and such a client may see it reset."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise APIError(413, f"the request body has {declared} bytes, more than the server's limit of {limit}; "
                             "send less", code="request_too_large", close=int(declared) > DRAIN_BYTES)
     chunks, size = [], 0
     async for chunk in request.stream():
+        chunks.append(chunk)
         size += len(chunk)
-        if size > DRAIN_BYTES:
-            break
-        if size <= limit:
-            chunks.append(chunk)
-    if size > limit:
-        raise APIError(413, f"the request body has more than the server's limit of {limit} bytes; send less",
-                       code="request_too_large", close=size > DRAIN_BYTES)
+        if size > limit:
+            raise APIError(413, f"the request body has more than the server's limit of {limit} bytes; send less",
+                           code="request_too_large", close=True)
     return b"".join(chunks)
 
 
