@@ -35,8 +35,8 @@ def repo_path(path: PathLike) -> Path:
 def run_cli(main: Callable[[], None]) -> None:
     """Run a script's main; a user's mistake (PebbleError) ends as one line on stderr and exit code 1.
 
-    After main, the objects alive are frozen out of the garbage collector's reach (gc.freeze): the interpreter
-    then skips walking them once more as it exits, which takes most of a second once torch is imported."""
+    After main, the objects alive are frozen out of the garbage collector's reach (gc.freeze), so that the
+    interpreter does not walk them all once more as it exits (with torch imported there are many)."""
     try:
         main()
     except PebbleError as e:

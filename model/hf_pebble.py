@@ -1,7 +1,7 @@
 """Pebble as a transformers model: save_pretrained / from_pretrained, and the class a remote-code folder names.
 
-model_pebble.py is plain torch, so that training and chatting do not import transformers' model machinery
-(about two seconds at every start). This module gives the same network transformers' base classes:
+model_pebble.py is plain torch, so that training and chatting do not import transformers' model machinery at
+every start. This module gives the same network transformers' base classes:
 
     model = PebbleForCausalLM.from_plain(plain_model)   # same modules, same weights (shared, not copied)
     model.save_pretrained("folder"); PebbleForCausalLM.from_pretrained("folder")

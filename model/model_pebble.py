@@ -5,72 +5,55 @@ Math, defaults and state_dict keys match MiniMind-3 (Llama-style field names), s
 load with strict=True.
 """
 import contextlib
-import inspect
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
+@dataclass
 class PebbleConfig:
     """Hyper-parameters of a Pebble model; defaults are MiniMind-3's (768 hidden, 8 layers, GQA 8/4).
 
-    A plain class, so that training and chatting never import transformers' model machinery; model/hf_pebble.py
-    has the transformers versions of this config and of the model, for save_pretrained and remote code."""
+    A plain dataclass, so that training and chatting never import transformers' model machinery;
+    model/hf_pebble.py has the transformers versions of this config and of the model."""
 
-    model_type = "pebble"
+    model_type: ClassVar[str] = "pebble"
 
-    def __init__(
-        self,
-        hidden_size: int = 768,  # width of the residual stream
-        num_hidden_layers: int = 8,  # number of decoder blocks
-        num_attention_heads: int = 8,  # query heads
-        num_key_value_heads: int = 4,  # key/value heads (GQA); must divide num_attention_heads
-        head_dim: Optional[int] = None,  # defaults to hidden_size // num_attention_heads
-        intermediate_size: Optional[int] = None,  # SwiGLU width; defaults to ceil(hidden * pi / 64) * 64
-        vocab_size: int = 6400,
-        rope_theta: float = 1e6,
-        rms_norm_eps: float = 1e-6,
-        max_position_embeddings: int = 32768,
-        qk_norm: bool = True,  # RMSNorm over head_dim on q and k (MiniMind-3); False for minimind2-era weights
-        hidden_act: str = "silu",  # only silu is implemented; kept for Llama-style configs
-        tie_word_embeddings: bool = True,  # lm_head shares embed_tokens
-        bos_token_id: int = 1,
-        eos_token_id: int = 2,
-        pad_token_id: int = 0,
-    ):
-        self.hidden_size = hidden_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
-        self.num_key_value_heads = num_key_value_heads
-        self.head_dim = head_dim or hidden_size // num_attention_heads
-        self.intermediate_size = intermediate_size or math.ceil(hidden_size * math.pi / 64) * 64
-        self.vocab_size = vocab_size
-        self.rope_theta = rope_theta
-        self.rms_norm_eps = rms_norm_eps
-        self.max_position_embeddings = max_position_embeddings
-        self.qk_norm = qk_norm
-        self.hidden_act = hidden_act
-        self.tie_word_embeddings = tie_word_embeddings
-        self.bos_token_id = bos_token_id
-        self.eos_token_id = eos_token_id
-        self.pad_token_id = pad_token_id
+    hidden_size: int = 768  # width of the residual stream
+    num_hidden_layers: int = 8  # number of decoder blocks
+    num_attention_heads: int = 8  # query heads
+    num_key_value_heads: int = 4  # key/value heads (GQA); must divide num_attention_heads
+    head_dim: Optional[int] = None  # defaults to hidden_size // num_attention_heads
+    intermediate_size: Optional[int] = None  # SwiGLU width; defaults to ceil(hidden * pi / 64) * 64
+    vocab_size: int = 6400
+    rope_theta: float = 1e6
+    rms_norm_eps: float = 1e-6
+    max_position_embeddings: int = 32768
+    qk_norm: bool = True  # RMSNorm over head_dim on q and k (MiniMind-3); False for minimind2-era weights
+    hidden_act: str = "silu"  # only silu is implemented; kept for Llama-style configs
+    tie_word_embeddings: bool = True  # lm_head shares embed_tokens
+    bos_token_id: int = 1
+    eos_token_id: int = 2
+    pad_token_id: int = 0
+
+    def __post_init__(self):
+        self.head_dim = self.head_dim or self.hidden_size // self.num_attention_heads
+        self.intermediate_size = self.intermediate_size or math.ceil(self.hidden_size * math.pi / 64) * 64
         self.validate()
 
     def to_dict(self) -> dict:
-        return dict(vars(self))
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> "PebbleConfig":
         """The config of a saved dict; keys it does not know (a transformers config's own) are left out."""
-        known = inspect.signature(cls.__init__).parameters
-        return cls(**{k: v for k, v in values.items() if k in known and k != "self"})
-
-    def __repr__(self) -> str:
-        return f"PebbleConfig({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
 
     def validate(self) -> None:
         """Raise ValueError for shapes the network cannot be built with."""
