@@ -303,7 +303,7 @@ def check_fits_config(sd: dict[str, torch.Tensor], config: PebbleConfig, path: P
     A file's config may describe a far larger model than its tensors (a crafted 200-byte file asking for 50 GB),
     so the expected shapes come from a block built on the meta device, which allocates nothing."""
     layers = {k.split(".")[2] for k in sd if k.startswith("model.layers.")}
-    if layers != {str(i) for i in range(config.num_hidden_layers)}:  # also bounds the meta model's size
+    if layers != {str(i) for i in range(config.num_hidden_layers)}:  # also bounds the expected shapes built below
         raise PebbleError(f"{path} holds tensors for {len(layers)} layers but its config says "
                           f"{config.num_hidden_layers}; it is damaged or not a Pebble/MiniMind model")
     with torch.device("meta"):  # one block; not the whole model, whose embedding's random init would run here too
