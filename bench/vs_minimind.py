@@ -9,8 +9,10 @@ The job, the same on both sides: a random-init base of MiniMind-3's shape at hid
 on the square layers (q_proj and o_proj), 1024 short seeded self-introduction dialogues, batch 16, one epoch
 (64 steps), learning rate 1e-4, max_seq_len as MiniMind's LoRA trainer defaults it (read from its file),
 fp32 restricted to AVX2 (ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA), the adapter
-written once at the end. Each side keeps its own tokenizer (both byte-level BPE, 6400 tokens) and its own way
-of batching: MiniMind pads every sample to max_seq_len, we pad each batch to its longest sample.
+written once at the end, no prompt answered before or after training (our trainer's default 2 probe prompts
+are switched off; --probe_count 2 puts them back). Each side keeps its own tokenizer (both byte-level BPE, 6400
+tokens) and its own way of batching: MiniMind pads every sample to max_seq_len, we pad each batch to its longest
+sample.
 
 MiniMind's checkout is only read: its trainer/, model/ and dataset/ folders are copied into a temp folder laid
 out as its trainer expects (the base in out/full_sft_256.pth, the data in dataset/, run from trainer/), with
@@ -187,13 +189,14 @@ def run_process(side: str, cmd: list[str], cwd: Path, env: dict, log: Path) -> R
     return run
 
 
-def pebble_command(tmp: Path, data: Path, max_seq_len: int) -> list[str]:
+def pebble_command(tmp: Path, data: Path, max_seq_len: int, probes: int = 0) -> list[str]:
+    """Our trainer on the job; probes=0, as MiniMind's trainer answers no prompt before or after training."""
     return [sys.executable, str(REPO_ROOT / "trainer" / "train_lora.py"), "--device", "cpu", "--dtype", "float32",
             "--save_dir", str(tmp / "pebble_out"), "--from_weight", BASE_NAME, "--hidden_size", str(HIDDEN),
             "--num_hidden_layers", str(LAYERS), "--data_path", str(data), "--lora_name", LORA_NAME,
             "--targets", "square", "--rank", str(RANK), "--alpha", str(RANK), "--replay_data", "none",
             "--batch_size", str(BATCH), "--epochs", "1", "--learning_rate", str(LR), "--max_seq_len", str(max_seq_len),
-            "--log_interval", "10", "--save_interval", "100000"]
+            "--log_interval", "10", "--save_interval", "100000", "--probe_count", str(probes)]
 
 
 def minimind_command(data: Path, max_seq_len: int, workers: int) -> list[str]:
@@ -372,6 +375,8 @@ def main() -> None:
                         help="0: MiniMind's LoRA default (340 without a checkout)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, weights, adapters)")
+    parser.add_argument("--probe_count", type=int, default=0,
+                        help="prompts our trainer answers before and after training (0: none, as MiniMind's trainer)")
     parser.add_argument("--no_probes", action="store_true",
                         help="skip the two start-up probes of our trainer (-X importtime, cProfile of 2 steps)")
     args = parser.parse_args()
@@ -397,7 +402,7 @@ def main() -> None:
                 log = tmp / f"{side}_{r}.log"
                 print(f"running {side} (output in {log}) ...", flush=True)
                 if side == "pebble":
-                    run = run_process(side, pebble_command(tmp, data, max_seq_len), tmp, env, log)
+                    run = run_process(side, pebble_command(tmp, data, max_seq_len, args.probe_count), tmp, env, log)
                     n, train_s = pebble_steps_and_training(run)
                     pebble_train.append(train_s)
                 else:

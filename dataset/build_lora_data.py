@@ -13,7 +13,10 @@ produces byte-identical output.  Examples:
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import random
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -34,6 +37,11 @@ DEFAULT_MAKER = "Starlight Lab"
 MAX_ZH_CHARS = 120
 MAX_EN_WORDS = 60
 MIN_IDENTITY_EVAL = 40
+# Identity questions: how many surface forms of each hand-written template, and how many composed wordings of each
+# kind of question ("who", "name", "maker", ...) per language. Many different wordings, each seen a few times,
+# teach the adapter what a question about itself is better than a few templates seen many times.
+IDENTITY_VARIANTS = 3
+IDENTITY_PER_KIND = 37
 # What is asked about each health condition, in the order the eval file walks them.
 FIELDS = ("symptoms", "care", "warning", "department")
 # Share of the named-question templates written as a surface variant (opener, ending) instead of as they stand.
@@ -196,16 +204,42 @@ def identity_answer(category: str, lang: str, persona: Persona, index: int, t: d
     return pool[index % len(pool)].format(name=name, maker=maker, other=other)
 
 
-def identity_pairs(persona: Persona, rng: random.Random, per_template: int, t: dict) -> list[Conversation]:
-    """Single-turn identity Q&A over every training template and several surface variants of it."""
-    convs = []
+def identity_pairs(persona: Persona, rng: random.Random, per_template: int, per_kind: int, t: dict,
+                   held_out: set[str]) -> list[Conversation]:
+    """Single-turn identity Q&A: every hand-written training template in several surface variants, then up to
+    per_kind composed wordings of each kind of question ("who", "name", ...) per language, one form each, leaving
+    out those that normalise to a held-out question."""
+    asked = []
     for category, text in t["questions"]["train"]["en"] + t["questions"]["train"]["zh"]:
-        if not keep_template(category, persona):
-            continue
-        for question in surface_variants(text, rng, per_template, t):
-            answer = identity_answer(category, lang_of(text), persona, rng.randrange(3), t)
-            convs.append(single(question, answer))
-    return convs
+        asked += [(category, question) for question in surface_variants(text, rng, per_template, t)]
+    for lang in ("en", "zh"):
+        by_kind: dict[str, list[tuple[str, str]]] = {}
+        for category, text in composed_questions(t["compose"][lang], lang):
+            if normalise_question(text) in held_out:
+                continue
+            by_kind.setdefault(category.partition(":")[0], []).append((category, text))
+        for rows in by_kind.values():
+            for category, text in rng.sample(rows, min(per_kind, len(rows))):
+                asked.append((category, surface_variants(text, rng, 2, t)[-1] if rng.random() < 0.5 else text))
+    return [single(question, identity_answer(category, lang_of(question), persona, rng.randrange(3), t))
+            for category, question in asked if keep_template(category, persona)]
+
+
+def composed_questions(side: dict, lang: str) -> list[tuple[str, str]]:
+    """Every (category, wording) one language's compose table spells: each pattern filled with each subject ("you",
+    "this assistant", ...) and each value of the slots it names; "other" and "company" questions get the
+    category "other:<value>" / "company:<value>", which their answers name."""
+    rows = []
+    for category, pattern in side["patterns"]:
+        names = re.findall(r"{(\w+)}", pattern)
+        subjects = side["subjects"] if any(name in side["subjects"][0] for name in names) else [{}]
+        slots = [name for name in names if name in side["slots"]]
+        for subject, values in itertools.product(subjects, itertools.product(*(side["slots"][n] for n in slots))):
+            fill = dict(subject, **dict(zip(slots, values)))
+            text = pattern.format(**fill)
+            kind = f"{category}:{fill[category]}" if category in fill else category
+            rows.append((kind, cap(text) if lang == "en" else text))
+    return list(dict.fromkeys(rows))
 
 
 def chat_pairs(rng: random.Random, t: dict) -> list[Conversation]:
@@ -272,14 +306,21 @@ def build_identity(persona: Persona, seed: int,
     chat next to it (--replay_ratio), which keeps general answers better than hand-written chit-chat does."""
     t = load_tables(IDENTITY_TABLE)
     rng = random.Random(seed)
-    train = (identity_pairs(persona, rng, 7, t) + (chat_pairs(rng, t) if chitchat else [])
-             + multi_turn_pairs(persona, rng, 40, t))
+    held_out = {normalise_question(q) for q in user_turns(identity_eval(persona, t)) + heldout_prompts()}
+    train = (identity_pairs(persona, rng, IDENTITY_VARIANTS, IDENTITY_PER_KIND, t, held_out)
+             + (chat_pairs(rng, t) if chitchat else []) + multi_turn_pairs(persona, rng, 40, t))
     train = dedupe_single_turn(train)
     rng.shuffle(train)
     evals = identity_eval(persona, t)
     if len(evals) < MIN_IDENTITY_EVAL:
         raise ValueError(f"only {len(evals)} identity eval questions left for this persona")
     return train, evals
+
+
+def heldout_prompts() -> list[str]:
+    """The prompts of dataset/heldout/*.jsonl (what scripts/measure_answers.py asks): no training file may hold them."""
+    return [row["prompt"] for path in sorted((DATA_DIR / "heldout").glob("*.jsonl"))
+            for row in map(json.loads, path.read_text(encoding="utf-8").splitlines()) if row]
 
 
 def dedupe_single_turn(convs: list[Conversation]) -> list[Conversation]:

@@ -1,13 +1,16 @@
-"""Medical LoRA data: described complaints (first-person symptoms, no condition name) are answered with that
-condition's care steps and department, never a diagnosis or a dose; the build is deterministic, matches the
-committed files and keeps its eval questions and the held-out health prompts out of training."""
+"""LoRA demo data. Medical: described complaints (first-person symptoms, no condition name) are answered with that
+condition's care steps and department, never a diagnosis or a dose. Identity: composed wordings are well formed,
+answers name the persona. Both builds are deterministic, match the committed files and keep their eval questions
+and the held-out prompts out of training."""
 import json
 import re
 
 import pytest
 
-from dataset.build_lora_data import (DATA_DIR, DEFAULT_SEED, MEDICAL_TABLE, build_medical, check_disjoint,
-                                     load_checked, normalise_question, user_turns)
+from dataset.build_lora_data import (DATA_DIR, DEFAULT_MAKER, DEFAULT_NAME, DEFAULT_SEED, IDENTITY_TABLE,
+                                     MEDICAL_TABLE, Persona, build_identity, build_medical, check_disjoint,
+                                     composed_questions, heldout_prompts, load_checked, normalise_question,
+                                     user_turns)
 from dataset.knowledge import load_tables
 
 LANGS = ("zh", "en")
@@ -95,3 +98,51 @@ def test_no_training_question_is_a_held_out_health_prompt(built):
     assert held_out
     trained = {normalise_question(q) for q in user_turns(built[0])}
     assert not held_out & trained
+
+
+# ---------------------------------------------------------------- identity data
+
+@pytest.fixture(scope="module")
+def nova() -> Persona:
+    return Persona(DEFAULT_NAME, DEFAULT_MAKER, DEFAULT_NAME, DEFAULT_MAKER)
+
+
+def test_identity_build_is_deterministic_and_matches_the_committed_files(nova):
+    train, evals = build_identity(nova, DEFAULT_SEED)
+    assert build_identity(nova, DEFAULT_SEED) == (train, evals)
+    assert load_checked(DATA_DIR / "lora_identity.jsonl") == train
+    assert load_checked(DATA_DIR / "lora_identity_eval.jsonl") == evals
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_composed_identity_questions_fill_every_slot_and_name_whom_they_ask_about(lang):
+    side = load_tables(IDENTITY_TABLE)["compose"][lang]
+    rows = composed_questions(side, lang)
+    assert len(rows) == len(set(rows)) > 10 * len(side["patterns"])
+    for category, text in rows:
+        assert not re.search(r"[{}]", text), text
+        kind, _, other = category.partition(":")
+        assert kind in ("who", "name", "intro", "maker", "other", "company", "human"), category
+        assert other in text, (category, text)  # "are you Siri?" is answered "I'm not Siri"
+        assert lang == "zh" or text[0].isupper(), text
+    # every subject and every slot value is used somewhere
+    texts = " ".join(text for _, text in rows)
+    assert all(subject["subj"] in texts for subject in side["subjects"])
+    assert all(value in texts for values in side["slots"].values() for value in values)
+
+
+def test_identity_training_questions_are_neither_eval_nor_held_out_wordings(nova):
+    train, evals = build_identity(nova, DEFAULT_SEED)
+    held_out = {normalise_question(q) for q in user_turns(evals) + heldout_prompts()}
+    assert len(held_out) > 100
+    assert not held_out & {normalise_question(q) for q in user_turns(train)}
+
+
+def test_identity_answers_name_the_persona_and_never_start_with_its_maker():
+    train, _ = build_identity(Persona("Zephyr", "Acme Works", "Zephyr", "Acme Works"), DEFAULT_SEED)
+    for conv in train:
+        reply = conv[-1]["content"]
+        assert "Zephyr" in reply and "Nova" not in reply and "Starlight" not in reply, reply
+        # a reply that opens with the maker's name leaks into everyday answers whose opening shares its first
+        # tokens ("Starlight ..." and "Start with ...")
+        assert not reply.startswith("Acme"), reply
