@@ -28,7 +28,7 @@ from tokenizers import Tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for dataset.data_io
-from dataset.data_io import write_jsonl  # noqa: E402
+from dataset.data_io import heldout_set_prompts, write_jsonl  # noqa: E402
 from everyday_chat import load_intents, prompt_key  # noqa: E402
 from health_facts import health_conversations  # noqa: E402
 from knowledge import fact_conversations, fact_paragraph, load_tables  # noqa: E402
@@ -44,7 +44,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def held_out_prompts() -> list[str]:
     """Every prompt that evaluation uses: the held-out sets and the opening prompts of the demo eval sets."""
-    prompts = [row["prompt"] for path in sorted((DATASET / "heldout").glob("*.jsonl")) for row in read_jsonl(path)]
+    prompts = heldout_set_prompts()
     for path in sorted(DATASET.glob("*_eval.jsonl")):
         prompts += [first_prompt(row) for row in read_jsonl(path)]
     return prompts

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import random
 import re
 import sys
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, also when run as a script
-from dataset.data_io import conversation_problem, write_jsonl  # noqa: E402
+from dataset.data_io import conversation_problem, heldout_set_prompts, write_jsonl  # noqa: E402
 from dataset.knowledge import load_tables  # noqa: E402
 from dataset.lm_dataset import read_jsonl  # noqa: E402
 from model.common import PebbleError  # noqa: E402
@@ -306,7 +305,7 @@ def build_identity(persona: Persona, seed: int,
     chat next to it (--replay_ratio), which keeps general answers better than hand-written chit-chat does."""
     t = load_tables(IDENTITY_TABLE)
     rng = random.Random(seed)
-    held_out = {normalise_question(q) for q in user_turns(identity_eval(persona, t)) + heldout_prompts()}
+    held_out = {normalise_question(q) for q in user_turns(identity_eval(persona, t)) + heldout_set_prompts()}
     train = (identity_pairs(persona, rng, IDENTITY_VARIANTS, IDENTITY_PER_KIND, t, held_out)
              + (chat_pairs(rng, t) if chitchat else []) + multi_turn_pairs(persona, rng, 40, t))
     train = dedupe_single_turn(train)
@@ -315,12 +314,6 @@ def build_identity(persona: Persona, seed: int,
     if len(evals) < MIN_IDENTITY_EVAL:
         raise ValueError(f"only {len(evals)} identity eval questions left for this persona")
     return train, evals
-
-
-def heldout_prompts() -> list[str]:
-    """The prompts of dataset/heldout/*.jsonl (what scripts/measure_answers.py asks): no training file may hold them."""
-    return [row["prompt"] for path in sorted((DATA_DIR / "heldout").glob("*.jsonl"))
-            for row in map(json.loads, path.read_text(encoding="utf-8").splitlines()) if row]
 
 
 def dedupe_single_turn(convs: list[Conversation]) -> list[Conversation]:

@@ -1,4 +1,5 @@
-"""Write the data builders' JSONL files so that the training loader is sure to accept them.
+"""Write the data builders' JSONL files so that the training loader is sure to accept them, and read the
+held-out prompts that no builder may write.
 
 Every row is checked with the loader's own rule (dataset/lm_dataset.check_line) before anything is written, and
 conversations must also take turns: an optional system turn, then user/assistant pairs. Lines are UTF-8 JSON with
@@ -12,6 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from dataset.lm_dataset import check_line
+
+HELDOUT_DIR = Path(__file__).resolve().parent / "heldout"
 
 
 def jsonl_line(row: object) -> str:
@@ -54,3 +57,9 @@ def write_jsonl(path: Path, rows: Iterable[object]) -> int:
         f.writelines(jsonl_line(row) for row in rows)
     os.replace(tmp, path)
     return len(rows)
+
+
+def heldout_set_prompts() -> list[str]:
+    """The prompts of dataset/heldout/*.jsonl (what scripts/measure_answers.py asks): no training file may hold them."""
+    return [json.loads(line)["prompt"] for path in sorted(HELDOUT_DIR.glob("*.jsonl"))
+            for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -9,8 +9,8 @@ import pytest
 
 from dataset.build_lora_data import (DATA_DIR, DEFAULT_MAKER, DEFAULT_NAME, DEFAULT_SEED, IDENTITY_TABLE,
                                      MEDICAL_TABLE, Persona, build_identity, build_medical, check_disjoint,
-                                     composed_questions, heldout_prompts, load_checked, normalise_question,
-                                     user_turns)
+                                     composed_questions, load_checked, normalise_question, user_turns)
+from dataset.data_io import heldout_set_prompts
 from dataset.knowledge import load_tables
 
 LANGS = ("zh", "en")
@@ -133,7 +133,7 @@ def test_composed_identity_questions_fill_every_slot_and_name_whom_they_ask_abou
 
 def test_identity_training_questions_are_neither_eval_nor_held_out_wordings(nova):
     train, evals = build_identity(nova, DEFAULT_SEED)
-    held_out = {normalise_question(q) for q in user_turns(evals) + heldout_prompts()}
+    held_out = {normalise_question(q) for q in user_turns(evals) + heldout_set_prompts()}
     assert len(held_out) > 100
     assert not held_out & {normalise_question(q) for q in user_turns(train)}
 
