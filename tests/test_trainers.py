@@ -259,3 +259,46 @@ def test_replay_lead_tokens_weigh_the_first_tokens_of_each_replayed_reply():
     expected = 2.0 * (kl * torch.where(lead, 5.0, 1.0))[keep].sum() / keep.sum()
     loss = replay_distillation_loss(model, weight=2.0, lead_tokens=2, lead_weight=5.0)(model, batch)
     assert torch.allclose(loss.detach(), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_loss_and_adapter_gradients_do_not_depend_on_the_pad_width(fast):
+    """fp32 batches are padded only to their longest sample (trainer.runtime.pad_multiple), bf16 ones to a multiple
+    of 16: right padding under the causal mask must change neither the loss nor the gradients, on the plain
+    modules or the fast paths the trainers switch on."""
+    from dataset.lm_dataset import PadCollator
+    from model import PebbleConfig, PebbleForCausalLM, apply_lora
+    from model.fast_paths import enable_fast_paths
+    from trainer.runtime import pad_multiple
+    from trainer.train_lora import replay_distillation_loss
+
+    assert pad_multiple(torch.float32) == 1 and pad_multiple(torch.bfloat16) > 1
+    torch.manual_seed(0)
+    model = PebbleForCausalLM(PebbleConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                           num_key_value_heads=2, vocab_size=50))
+    apply_lora(model, rank=4, verbose=False)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".lora." in name:
+                p.copy_(torch.randn_like(p) * 0.2)
+    if fast:
+        assert enable_fast_paths(model)
+    samples = []
+    for length, source in [(9, 0), (13, 1), (6, 1)]:
+        ids = torch.randint(3, 50, (length,)).tolist()
+        samples.append({"input_ids": ids, "labels": [-100] * 3 + ids[3:], "source": source})
+    losses = {"lm": lambda net, b: net(b["input_ids"], labels=b["labels"], loss_only=True).loss,
+              "replay": replay_distillation_loss(model, lead_tokens=2, lead_weight=3.0)}
+    for name, loss_fn in losses.items():
+        results = []
+        for multiple in (1, 16):
+            batch = PadCollator(pad_id=0, pad_multiple=multiple)(samples)
+            assert batch["input_ids"].shape[1] == (13 if multiple == 1 else 16)
+            model.zero_grad(set_to_none=True)
+            loss = loss_fn(model, batch)
+            loss.backward()
+            grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+            results.append((loss.detach(), grads))
+        (loss_1, grads_1), (loss_16, grads_16) = results
+        assert torch.allclose(loss_1, loss_16, rtol=1e-5), name
+        assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(grads_1, grads_16)), name

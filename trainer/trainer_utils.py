@@ -27,8 +27,8 @@ from model.fast_paths import enable_fast_paths
 from model.loading import check_tokenizer_fits, load_tokenizer, weight_path
 from model.model_pebble import PebbleConfig, PebbleForCausalLM
 from trainer.config import TrainConfig
-from trainer.runtime import (autocast, is_main_process, keep_freed_memory, make_optimizer, resolve_dtype,
-                             setup_distributed)
+from trainer.runtime import (autocast, is_main_process, keep_freed_memory, make_optimizer, pad_multiple,
+                             resolve_dtype, setup_distributed)
 from trainer.schedule import check_same_run, epoch_batches, load_checkpoint, lr_at, run_signature, save_checkpoint
 from trainer.tracking import Tracker
 
@@ -60,7 +60,7 @@ def train(
     net = DistributedDataParallel(model) if world > 1 else model
     if cfg.compile:
         net = torch.compile(net, dynamic=True)  # lengths vary from batch to batch: one graph for all of them
-    batches = StepBatches(dataset, cfg, rank, world)
+    batches = StepBatches(dataset, cfg, rank, world, pad_multiple(dtype))
     checkpoints = Checkpoints(Path(cfg.save_dir) / "checkpoints" / f"{run_name}.safetensors", model, optimizer,
                               run_signature(cfg, dataset, world), batches.total, save_artifact, world)
     start = checkpoints.resume() if cfg.from_resume else 0
@@ -99,11 +99,11 @@ def train(
 
 class StepBatches:
     """The micro-batches of each optimizer step: epoch_batches' order for the step's epoch, collated (padded to
-    the longest sample, rounded up to a multiple of 16) and moved to the device."""
+    the longest sample, rounded up to a multiple of pad_multiple) and moved to the device."""
 
-    def __init__(self, dataset, cfg: TrainConfig, rank: int, world: int):
+    def __init__(self, dataset, cfg: TrainConfig, rank: int, world: int, pad_multiple: int = 1):
         self.dataset, self.cfg, self.rank, self.world = dataset, cfg, rank, world
-        self.collate = PadCollator(pad_id=0, max_seq_len=cfg.max_seq_len, pad_multiple=16)
+        self.collate = PadCollator(pad_id=0, max_seq_len=cfg.max_seq_len, pad_multiple=pad_multiple)
         self.epoch, self.order = 0, self.epoch_order(0)  # one epoch's batches at a time
         self.per_epoch = len(self.order) // cfg.accumulation_steps
         self.total = min(self.per_epoch * cfg.epochs, cfg.max_steps or math.inf)
