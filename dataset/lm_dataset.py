@@ -188,8 +188,9 @@ class ConcatDatasets(torch.utils.data.Dataset):
 
 class PadCollator:
     """Pad a list of samples to the longest one in the batch (never to max_seq_len), rounded up to a multiple
-    of pad_multiple: CPU kernels are prepared and cached per shape, so a few shapes are faster and use far
-    less memory than a new length at every step."""
+    of pad_multiple. The trainers round only in bf16 and fp16 (trainer.runtime.pad_multiple), where kernels are
+    prepared and cached per shape, so a few shapes are faster and use far less memory than a new length at
+    every step."""
 
     def __init__(self, pad_id: int = 0, max_seq_len: Optional[int] = None, pad_multiple: int = 1):
         self.pad_id = pad_id
