@@ -2,10 +2,14 @@
 a half-decoded character, tiny temperatures decode greedily and no reply outgrows the model's positions."""
 import codecs
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+import transformers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer
@@ -14,6 +18,7 @@ from model import PebbleConfig, PebbleForCausalLM
 from model.chat import (MIN_TEMPERATURE, UTF8_START, TextStream, decode_reply, encode_chats, encode_prompt,
                         generate_tokens, token_bytes, utf8_step)
 from model.common import PebbleError
+from model.loading import load_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKENIZER = AutoTokenizer.from_pretrained(ROOT / "model")
@@ -56,6 +61,36 @@ def test_the_demo_conversations_keep_the_ids_the_base_was_trained_on():
         conversations = [json.loads(line)["conversations"] for _, line in zip(range(300), f)]
     reference = TOKENIZER([rendered(c) for c in conversations], add_special_tokens=False)["input_ids"]
     assert encode_chats(TOKENIZER, conversations) == reference
+
+
+@pytest.mark.parametrize("tokenizer_class", ["PreTrainedTokenizerFast", "TokenizersBackend", "GPT2TokenizerFast",
+                                             None])
+def test_load_tokenizer_gives_what_autotokenizer_gives(tmp_path, tokenizer_class):
+    """load_tokenizer imports the fast tokenizer class itself where the folder names it, AutoTokenizer otherwise:
+    either way the same class and the same ids for the same chats."""
+    if tokenizer_class == "TokenizersBackend" and not hasattr(transformers, "TokenizersBackend"):
+        pytest.skip("transformers 4 has no TokenizersBackend")
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copy(ROOT / "model" / name, tmp_path / name)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config.pop("tokenizer_class")
+    if tokenizer_class:
+        config["tokenizer_class"] = tokenizer_class
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    ours, reference = load_tokenizer(tmp_path), AutoTokenizer.from_pretrained(tmp_path)
+    assert type(ours) is type(reference)
+    assert ours.all_special_tokens == reference.all_special_tokens and len(ours) == len(reference)
+    with open(ROOT / "dataset" / "lora_identity.jsonl", encoding="utf-8") as f:
+        conversations = [json.loads(line)["conversations"] for _, line in zip(range(50), f)]
+    assert encode_chats(ours, conversations) == encode_chats(reference, conversations)
+
+
+def test_loading_the_shipped_tokenizer_leaves_autotokenizer_unimported():
+    """The point of load_tokenizer's shortcut: AutoTokenizer's tables (every model family's) are never imported."""
+    code = ("import sys; from model.loading import load_tokenizer; load_tokenizer('model'); "
+            "print('transformers.models.auto.tokenization_auto' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_a_lone_surrogate_is_one_clear_error():
