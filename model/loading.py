@@ -26,7 +26,10 @@ def load_tokenizer(path: PathLike):
     if not (directory / "tokenizer.json").is_file() and not config_path.is_file():
         raise PebbleError(f"{directory} holds no tokenizer.json; pass --tokenizer_path DIR or run "
                           "python trainer/train_tokenizer.py")
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PebbleError(f"{config_path} is not valid JSON ({e}); restore it from the tokenizer's source") from e
     if (directory / "tokenizer.json").is_file() and config.get("tokenizer_class") in FAST_TOKENIZER_CLASSES:
         from transformers import PreTrainedTokenizerFast
 

@@ -85,6 +85,13 @@ def test_load_tokenizer_gives_what_autotokenizer_gives(tmp_path, tokenizer_class
     assert encode_chats(ours, conversations) == encode_chats(reference, conversations)
 
 
+def test_a_broken_tokenizer_config_is_one_clear_error(tmp_path):
+    shutil.copy(ROOT / "model" / "tokenizer.json", tmp_path / "tokenizer.json")
+    (tmp_path / "tokenizer_config.json").write_text('{"tokenizer_class": "PreTrainedTok', encoding="utf-8")
+    with pytest.raises(PebbleError, match="tokenizer_config.json is not valid JSON"):
+        load_tokenizer(tmp_path)
+
+
 def test_loading_the_shipped_tokenizer_leaves_autotokenizer_unimported():
     """The point of load_tokenizer's shortcut: AutoTokenizer's tables (every model family's) are never imported."""
     code = ("import sys; from model.loading import load_tokenizer; load_tokenizer('model'); "
