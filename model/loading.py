@@ -22,15 +22,15 @@ def load_tokenizer(path: PathLike):
     tokenizer table, a large part of every script's start-up. Any other class goes through AutoTokenizer.
     """
     directory = repo_path(path)
-    config_path = directory / "tokenizer_config.json"
-    if not (directory / "tokenizer.json").is_file() and not config_path.is_file():
+    config_path, has_json = directory / "tokenizer_config.json", (directory / "tokenizer.json").is_file()
+    if not has_json and not config_path.is_file():
         raise PebbleError(f"{directory} holds no tokenizer.json; pass --tokenizer_path DIR or run "
                           "python trainer/train_tokenizer.py")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PebbleError(f"{config_path} is not valid JSON ({e}); restore it from the tokenizer's source") from e
-    if (directory / "tokenizer.json").is_file() and config.get("tokenizer_class") in FAST_TOKENIZER_CLASSES:
+    if has_json and config.get("tokenizer_class") in FAST_TOKENIZER_CLASSES:
         from transformers import PreTrainedTokenizerFast
 
         return PreTrainedTokenizerFast.from_pretrained(str(directory))

@@ -55,7 +55,7 @@ def test_loss_and_adapter_gradients_on_cuda_match_the_cpu():
         torch.testing.assert_close(grads_gpu[name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_greedy_replies_on_cuda_are_the_cpus(tmp_path):
+def test_greedy_replies_on_cuda_are_the_cpus():
     if not BASE.is_file():
         pytest.skip(f"{BASE} is missing")
     tokenizer = load_tokenizer(ROOT / "model")
